@@ -43,7 +43,7 @@ export interface TestBed {
   close(): Promise<void>;
 }
 
-/** Builds a test bed. The fake `debian` image is a 1 GiB rootfs unless `imageBytes` says otherwise. */
+/** Builds a test bed. The fake `debian` image is a 1 GiB rootfs unless `imageBytes` gives another size. */
 export async function createTestBed(options: { imageBytes?: number } = {}): Promise<TestBed> {
   const root = await fs.mkdtemp(path.join(os.tmpdir(), 'sistemo-unit-'));
   const paths = new DataPaths(root);

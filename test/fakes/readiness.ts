@@ -1,6 +1,6 @@
 import type { Readiness } from '../../src/domain/context.js';
 
-/** A Readiness that answers at once: ready, or the configured failure. */
+/** A Readiness that resolves at once, or rejects with the configured failure. */
 export class FakeReadiness implements Readiness {
   readonly waitedFor: string[] = [];
   failure: Error | undefined;

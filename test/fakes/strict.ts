@@ -12,7 +12,7 @@ export interface RecordedCall {
   args: unknown[];
 }
 
-/** Returns a promise that never settles, which stands in for a daemon that died mid-call. */
+/** Returns a promise that never settles, which simulates a daemon that died during the call. */
 export function never<T>(): Promise<T> {
   return new Promise<T>(() => {});
 }

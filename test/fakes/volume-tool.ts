@@ -11,7 +11,7 @@ export interface FakeFile {
   clean: boolean;
 }
 
-/** The e2fsck output a failing check prints; it must reach the log only, never a user message. */
+/** The e2fsck output of a failing check. It must reach the log only, never a user message. */
 export const rawCheckOutput = 'Inode 12 has illegal block(s). e2fsck: aborted (RAW-TOOL-OUTPUT)';
 
 type Method = keyof VolumeTool;
@@ -121,7 +121,7 @@ export class FakeVolumeTool implements VolumeTool {
     return Math.min(this.require('allocatedBytes', file).size, 64 * 1024 * 1024);
   }
 
-  /** Removes a file; a missing file is not an error, as with `rm -f`. */
+  /** Removes a file. A missing file is not an error, as with `rm -f`. */
   async remove(file: string): Promise<void> {
     await this.enter('remove', [file]);
     this.files.delete(file);

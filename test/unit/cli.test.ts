@@ -117,7 +117,7 @@ describe('volume list table', () => {
 });
 
 describe('shellQuote', () => {
-  /** Runs the quoted words through /bin/sh and returns the arguments it sees. */
+  /** Runs the quoted words through /bin/sh and returns the arguments it receives. */
   function roundTrip(argv: string[]): string[] {
     const output = execFileSync('/bin/sh', ['-c', `printf '%s\\0' ${argv.map(shellQuote).join(' ')}`], { encoding: 'utf8' });
     return output.split('\0').slice(0, -1);

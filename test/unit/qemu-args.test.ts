@@ -103,12 +103,6 @@ describe('buildQemuArgs', () => {
     assert.ok(drives[0]?.startsWith('file=/data/volumes/vroot00000001.img,'), drives[0]);
   });
 
-  test('buildQemuArgs marks only the boot disk bootable', () => {
-    const devices = valuesOf(buildQemuArgs(spec()), '-device').filter((device) => device.startsWith('virtio-blk-pci'));
-    assert.match(devices[0] ?? '', /bootindex=0/);
-    assert.equal(devices.filter((device) => device.includes('bootindex')).length, 1);
-  });
-
   test('buildQemuArgs keeps data disks in order with serials', () => {
     assert.deepEqual(diskSerials(buildQemuArgs(spec())), ['web-root', 'appdata', 'logs']);
   });

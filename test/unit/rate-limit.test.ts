@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { RateLimiter } from '../../src/daemon/rate-limit.js';
 
-/** A clock the test moves by hand, in milliseconds. */
+/** Creates a fake clock, in milliseconds, that the test advances by hand. */
 function fakeClock(startMs = 1_000_000) {
   let nowMs = startMs;
   return {

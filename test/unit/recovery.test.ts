@@ -16,7 +16,7 @@ function operation(bed: TestBed, id: number): { state: string; step: string } | 
   return bed.store.getOperation(id);
 }
 
-/** Waits until the running operation of a kind reaches a step; fails after 1000 turns of the event loop. */
+/** Waits until the running operation of a kind reaches a step. Fails after 1000 turns of the event loop. */
 async function waitForStep(bed: TestBed, kind: string, step: string): Promise<number> {
   for (let turn = 0; turn < 1000; turn++) {
     const found = bed.store.runningOperations().find((row) => row.kind === kind && row.step === step);

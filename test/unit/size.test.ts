@@ -101,7 +101,8 @@ describe('parseSize', () => {
 
   test('parseSize over a small max suggests a size within max', { todo: 'src/domain/size.ts:43 always suggests 5G, which a max below 5G rejects' }, () => {
     const error = rejectionOf('2G', { max: GiB });
-    assert.ok(acceptedExamples(error.message, GiB).length > 0, error.message);
+    const example = /such as (\w+)/.exec(error.message)?.[1] ?? '';
+    assert.doesNotThrow(() => parseSize(example, { max: GiB }), error.message);
   });
 
   test('parseSize names the field in its message', () => {

@@ -5,7 +5,7 @@ import { thrown } from '../fakes/errors.js';
 
 const statuses: VmStatus[] = ['creating', 'starting', 'running', 'stopping', 'stopped', 'deleting'];
 
-/** The status changes the product allows; every other pair must be rejected. */
+/** The status changes the product allows. Every other pair must be rejected. */
 const allowed = new Set([
   'creating>running', 'creating>stopped',
   'starting>running', 'starting>stopped',
