@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import os from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { invalid } from './errors.js';
@@ -92,7 +93,7 @@ const text: Parser<string> = (raw, key) => {
 };
 
 const listenAddress: Parser<string> = (raw, key) => {
-  if (typeof raw === 'string' && /^(\d{1,3}\.){3}\d{1,3}$|^::1?$|^localhost$/.test(raw)) return raw;
+  if (typeof raw === 'string' && (isIP(raw) !== 0 || raw === 'localhost')) return raw;
   throw invalid(`Invalid config ${key} ${describe(raw)}: use an IP address such as 127.0.0.1`);
 };
 

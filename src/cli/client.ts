@@ -15,16 +15,19 @@ export function parseDaemonUrl(text: string): DaemonAddress {
   } catch {
     throw new SistemoError('invalid_argument', `Invalid SISTEMO_DAEMON_URL "${text}": use http://HOST:PORT, such as http://127.0.0.1:7777`);
   }
+  // The URL is shown without credentials, so a password never reaches a terminal or log.
+  const shown = url.username || url.password ? `${url.protocol}//***@${url.host}` : text;
+  const afterAuthority = text.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i, '');
   const problem =
     url.protocol !== 'http:' && url.protocol !== 'https:' ? 'the scheme must be http or https'
       : url.username || url.password ? 'credentials are not allowed, use HOST_API_KEY'
-        : url.pathname !== '/' || text.replace(/\/$/, '').length > url.origin.length ? 'a path is not allowed'
-          : url.search ? 'a query is not allowed'
-            : url.hash ? 'a fragment is not allowed'
-              : !url.hostname ? 'the host is missing'
+        : !url.hostname ? 'the host is missing'
+          : afterAuthority.includes('?') ? `a query is not allowed`
+            : afterAuthority.includes('#') ? 'a fragment is not allowed'
+              : afterAuthority !== '' && afterAuthority !== '/' ? `a path is not allowed ("${afterAuthority}")`
                 : undefined;
   if (problem) {
-    throw new SistemoError('invalid_argument', `Invalid SISTEMO_DAEMON_URL "${text}": ${problem}, use http://HOST:PORT such as http://127.0.0.1:7777`);
+    throw new SistemoError('invalid_argument', `Invalid SISTEMO_DAEMON_URL "${shown}": ${problem}, use http://HOST:PORT such as http://127.0.0.1:7777`);
   }
   return { kind: 'url', origin: url.origin };
 }

@@ -40,7 +40,8 @@ export function parseSize(text: string, options: { what?: string; max?: number }
     throw invalid(`Invalid ${what} "${text}": a size must be larger than zero, such as 5G`);
   }
   if (options.max !== undefined && bytes > options.max) {
-    throw invalid(`Invalid ${what} "${text}": the maximum is ${formatSize(options.max)}, such as 5G`);
+    const example = options.max >= 5 * GiB ? '5G' : `${Math.max(1, Math.floor(options.max / MiB))}M`;
+    throw invalid(`Invalid ${what} "${text}": the maximum is ${formatSize(options.max)}, such as ${example}`);
   }
   return bytes;
 }

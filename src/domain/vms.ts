@@ -61,6 +61,7 @@ function settleDeploy(context: Context, request: DeployRequest) {
   if (attach.length > maxDataVolumesPerVm) throw invalid(`Invalid --attach: a VM can have at most ${maxDataVolumesPerVm} data volumes`);
   if (request.volume !== undefined) {
     validateName(request.volume, 'volume');
+    if (attach.includes(request.volume)) throw invalid(`Invalid deploy: volume "${request.volume}" cannot be both the root volume and attached with --attach`);
     if (request.storage !== undefined) throw invalid('Invalid deploy: --storage applies to new root volumes, resize the volume with sistemo volume resize instead');
   }
   return { vcpus, memory, storage, attach };
@@ -109,7 +110,7 @@ export async function deployVm(context: Context, request: DeployRequest, actor: 
         vm_id: vmId, role: 'boot', boot_image: image.bootImage, ssh: image.ssh ? 1 : 0,
       });
       for (const volume of attachRows) {
-        context.store.claimVolume(volume.id);
+        if (!context.store.claimVolume(volume.id)) throw conflict(`Cannot attach volume "${volume.name}": it is busy with another operation`);
         context.store.setVolumeAttachment(volume.id, vmId, 'data');
       }
       const data: DeployData = { vmId, volumeId, createdVolume: true, attached: attachRows.map((volume) => volume.id) };
@@ -186,10 +187,10 @@ async function deployFromVolume(
     const root = checkAttachable(context, volumeName, name);
     const attachRows = settled.attach.map((other) => checkAttachable(context, other, name));
     insertVmRow(context, { vmId, name, vcpus: settled.vcpus, memory: settled.memory, image: `volume:${volumeName}`, ssh: root.ssh === 1 });
-    context.store.claimVolume(root.id);
+    if (!context.store.claimVolume(root.id)) throw conflict(`Cannot boot from volume "${volumeName}": it is busy with another operation`);
     context.store.setVolumeAttachment(root.id, vmId, 'boot');
     for (const other of attachRows) {
-      context.store.claimVolume(other.id);
+      if (!context.store.claimVolume(other.id)) throw conflict(`Cannot attach volume "${other.name}": it is busy with another operation`);
       context.store.setVolumeAttachment(other.id, vmId, 'data');
     }
     const data: DeployData = { vmId, volumeId: root.id, createdVolume: false, attached: attachRows.map((row) => row.id) };
@@ -434,7 +435,8 @@ export async function deleteVm(context: Context, name: string, options: { preser
       if (busy) throw wrongState(`Cannot delete VM "${name}": volume "${busy.name}" is busy with another operation`);
       context.store.setVmStatus(vm.id, current.status, 'deleting');
       const root = volumes.find((volume) => volume.role === 'boot');
-      for (const volume of volumes) context.store.setVolumeState(volume.id, 'busy');
+      // Only the root volume changes; data volumes keep their state (an error state included).
+      if (root) context.store.setVolumeState(root.id, 'busy');
       details.volumes = volumes.map((volume) => volume.name);
       const recorded: DeleteData = { vmId: vm.id, preserve: options.preserve, rootVolumeId: root?.id ?? null };
       return { operation: Operation.begin(context, 'delete', { vmId: vm.id, volumeId: root?.id }, { ...recorded }), data: recorded };
@@ -464,10 +466,10 @@ export async function finishDelete(context: Context, operationId: number, data: 
       for (const volume of context.store.volumesOfVm(vm.id)) {
         if (!data.preserve && volume.id === data.rootVolumeId) {
           context.store.deleteVolume(volume.id);
-        } else {
-          context.store.setVolumeAttachment(volume.id, null, null);
-          context.store.setVolumeState(volume.id, 'ready');
+          continue;
         }
+        context.store.setVolumeAttachment(volume.id, null, null);
+        if (volume.state === 'busy') context.store.setVolumeState(volume.id, 'ready');
       }
       context.store.deleteVm(vm.id);
     } else if (!data.preserve && data.rootVolumeId) {

@@ -56,7 +56,7 @@ export function buildQemuArgs(spec: VmSpec): string[] {
     '-nodefaults',
     '-no-user-config',
     '-display', 'none',
-    '-serial', `file:${spec.consoleLog}`,
+    '-serial', `file:${qemuOptionValue(spec.consoleLog)}`,
     '-kernel', spec.kernel,
     '-initrd', spec.initrd,
     '-append', kernelCommandLine(spec),
@@ -64,18 +64,23 @@ export function buildQemuArgs(spec: VmSpec): string[] {
   spec.disks.forEach((disk, index) => {
     // cache=none bypasses the host page cache, so a write the guest flushed is on disk even if
     // the host loses power; file locking (on by default) stops a second QEMU opening the file.
-    args.push('-drive', `file=${disk.file},format=raw,if=none,id=disk${index},cache=none,aio=threads,discard=unmap`);
-    args.push('-device', `virtio-blk-pci,drive=disk${index},serial=${disk.serial}${index === 0 ? ',bootindex=0' : ''}`);
+    args.push('-drive', `file=${qemuOptionValue(disk.file)},format=raw,if=none,id=disk${index},cache=none,aio=threads,discard=unmap`);
+    args.push('-device', `virtio-blk-pci,drive=disk${index},serial=${disk.serial}`);
   });
   args.push(
     '-netdev', `tap,id=net0,ifname=${spec.network.tap},script=no,downscript=no`,
     '-device', `virtio-net-pci,netdev=net0,mac=${spec.network.mac}`,
     '-device', 'virtio-rng-pci',
-    '-qmp', `unix:${spec.qmpSocket},server=on,wait=off`,
+    '-qmp', `unix:${qemuOptionValue(spec.qmpSocket)},server=on,wait=off`,
     '-pidfile', spec.pidFile,
     '-daemonize',
   );
   return args;
+}
+
+/** Escapes a value inside a QEMU option string, where a comma separates options and `,,` is a comma. */
+export function qemuOptionValue(value: string): string {
+  return value.replaceAll(',', ',,');
 }
 
 /** Returns a stable locally administered MAC address derived from a VM id. */

@@ -21,7 +21,7 @@ export interface Network {
 }
 
 export function tapNameFor(vmId: string): string {
-  const name = `sm-${vmId}`;
+  const name = `sm${vmId.slice(1)}`;
   if (Buffer.byteLength(name) > maxInterfaceNameBytes) throw new Error(`Tap name ${name} exceeds ${maxInterfaceNameBytes} bytes`);
   return name;
 }

@@ -99,7 +99,7 @@ describe('parseSize', () => {
     assert.equal(error.code, 'invalid_argument');
   });
 
-  test('parseSize over a small max suggests a size within max', { todo: 'src/domain/size.ts:43 always suggests 5G, which a max below 5G rejects' }, () => {
+  test('parseSize over a small max suggests a size within max', () => {
     const error = rejectionOf('2G', { max: GiB });
     const example = /such as (\w+)/.exec(error.message)?.[1] ?? '';
     assert.doesNotThrow(() => parseSize(example, { max: GiB }), error.message);

@@ -136,9 +136,7 @@ describe('deployVm', () => {
     assert.deepEqual(snapshotState(bed.store), before);
   }));
 
-  test('deploy rejects a boot volume also listed in attach', {
-    todo: 'src/domain/vms.ts:189-193 ignores claimVolume results, so the attach loop turns the boot volume into a data disk and boot fails with "it has no root volume"',
-  }, () => withTestBed(async (bed) => {
+  test('deploy rejects a boot volume also listed in attach', () => withTestBed(async (bed) => {
     seedVolume(bed, 'web-root', { type: 'root' });
     const error = await rejection(deployVm(bed.context, { volume: 'web-root', name: 'web2', attach: ['web-root'] }, actor, quiet));
     assert.equal(error.code, 'invalid_argument');
@@ -259,9 +257,7 @@ describe('deleteVm', () => {
     assert.ok(bed.volumes.files.has(bed.paths.volumeFile(root.id)));
   }));
 
-  test('delete keeps the error state of a data volume', {
-    todo: 'src/domain/vms.ts:437 and :469 mark every volume busy, then ready, so a volume that needs a manual fsck loses its error state and message',
-  }, () => withTestBed(async (bed) => {
+  test('delete keeps the error state of a data volume', () => withTestBed(async (bed) => {
     const { vm } = seedVm(bed, 'web');
     const data = seedVolume(bed, 'appdata', { vmId: vm.id });
     bed.store.setVolumeState(data.id, 'error', 'the filesystem needs a manual check');
