@@ -107,9 +107,9 @@ const schema: { [K in keyof Config]: { parse: Parser<Config[K]>; fallback: Confi
   bridge_subnet: { parse: subnet, fallback: '10.200.0.0/16', help: 'subnet of the default bridge sistemo0' },
   nat: { parse: boolean, fallback: true, help: 'outbound NAT for VMs' },
   accelerator: { parse: oneOf(['auto', 'kvm', 'tcg'] as const), fallback: 'auto', help: 'auto, kvm or tcg' },
-  max_vcpus: { parse: integer(1, 1024, 4), fallback: hostCores, help: 'most vCPUs one VM may have' },
-  max_memory: { parse: size('8G'), fallback: hostMemory - (hostMemory % (1 << 20)), help: 'most memory one VM may have' },
-  max_volume_size: { parse: size('2T'), fallback: 2 * TiB, help: 'largest volume' },
+  max_vcpus: { parse: integer(1, 1024, 4), fallback: hostCores, help: 'maximum vCPUs per VM' },
+  max_memory: { parse: size('8G'), fallback: hostMemory - (hostMemory % (1 << 20)), help: 'maximum memory per VM' },
+  max_volume_size: { parse: size('2T'), fallback: 2 * TiB, help: 'maximum volume size' },
   default_vcpus: { parse: integer(1, 1024, 2), fallback: Math.min(2, hostCores), help: 'vCPUs when deploy has no --vcpus' },
   default_memory: { parse: size('512M'), fallback: GiB / 2, help: 'memory when deploy has no --memory' },
   reconciler_interval_sec: { parse: integer(1, 86400, 30), fallback: 30, help: 'seconds between reconciler runs' },
@@ -118,7 +118,7 @@ const schema: { [K in keyof Config]: { parse: Parser<Config[K]>; fallback: Confi
   rate_limit_rps: { parse: integer(0, 1_000_000, 100), fallback: 100, help: 'requests per second per client address, 0 turns limiting off' },
   rate_limit_burst: { parse: integer(0, 1_000_000, 50), fallback: 50, help: 'extra requests a client may send at once' },
   shutdown_timeout_sec: { parse: integer(1, 3600, 120), fallback: 120, help: 'seconds in-flight operations get on SIGTERM' },
-  api_key: { parse: text, fallback: '', help: 'API key remote clients must send (also HOST_API_KEY)' },
+  api_key: { parse: text, fallback: '', help: 'API key that clients other than the local host must send' },
 };
 
 export const configKeys = Object.keys(schema) as (keyof Config)[];

@@ -1,5 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
 import { CommandError, SistemoError, exitCodeFor } from '../errors.js';
+import { configCommand, doctorCommand } from './commands/doctor.js';
 import { historyCommand, imageCommand, upCommand } from './commands/misc.js';
 import { vmCommand } from './commands/vm.js';
 import { volumeCommand } from './commands/volume.js';
@@ -15,7 +16,10 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
     .showHelpAfterError('(run with --help for usage)')
     .enablePositionalOptions(false)
     .exitOverride();
-  const commands = [upCommand(setExitCode), vmCommand(setExitCode), volumeCommand(), imageCommand(), historyCommand()];
+  const commands = [
+    upCommand(setExitCode), vmCommand(setExitCode), volumeCommand(), imageCommand(), historyCommand(),
+    doctorCommand(setExitCode), configCommand(),
+  ];
   for (const command of commands) program.addCommand(command);
   // Every subcommand exits through the same override, so usage errors get exit code 2.
   const applyOverride = (command: Command) => {
