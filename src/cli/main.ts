@@ -1,7 +1,9 @@
 import { Command, CommanderError, Option } from 'commander';
 import { CommandError, SistemoError, exitCodeFor } from '../errors.js';
+import { completionCommand } from './commands/completion.js';
 import { configCommand, doctorCommand } from './commands/doctor.js';
 import { historyCommand, imageCommand, upCommand } from './commands/misc.js';
+import { serviceCommand } from './commands/service.js';
 import { vmCommand } from './commands/vm.js';
 import { volumeCommand } from './commands/volume.js';
 import { note } from './output.js';
@@ -18,7 +20,7 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
     .exitOverride();
   const commands = [
     upCommand(setExitCode), vmCommand(setExitCode), volumeCommand(), imageCommand(), historyCommand(),
-    doctorCommand(setExitCode), configCommand(),
+    doctorCommand(setExitCode), configCommand(), serviceCommand(), completionCommand(),
   ];
   for (const command of commands) program.addCommand(command);
   // Every subcommand exits through the same override, so usage errors get exit code 2.
