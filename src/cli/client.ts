@@ -1,4 +1,5 @@
-import { Agent, request as undiciRequest } from 'undici';
+import http from 'node:http';
+import https from 'node:https';
 import { SistemoError, isErrorCode, type ErrorCode } from '../errors.js';
 
 /** Where the CLI finds the daemon: the Unix socket in the data directory, or SISTEMO_DAEMON_URL. */
@@ -32,51 +33,56 @@ export function parseDaemonUrl(text: string): DaemonAddress {
   return { kind: 'url', origin: url.origin };
 }
 
-export interface ApiResponse<T> {
-  status: number;
-  body: T;
+interface RawResponse {
+  statusCode: number;
+  body: http.IncomingMessage;
 }
 
-/** Talks to the daemon's /api/v1. Errors come back as SistemoError with the daemon's code and message. */
-export class ApiClient {
-  private readonly dispatcher: Agent;
-  private readonly origin: string;
+async function readAll(body: http.IncomingMessage): Promise<string> {
+  let text = '';
+  body.setEncoding('utf8');
+  for await (const chunk of body) text += chunk as string;
+  return text;
+}
 
-  constructor(private readonly address: DaemonAddress, private readonly apiKey?: string) {
-    this.dispatcher = address.kind === 'socket'
-      ? new Agent({ connect: { socketPath: address.path }, headersTimeout: 0, bodyTimeout: 0 })
-      : new Agent({ headersTimeout: 0, bodyTimeout: 0 });
-    this.origin = address.kind === 'socket' ? 'http://localhost' : address.origin;
-  }
+/**
+ * Talks to the daemon's /api/v1 with Node's own http client, which speaks over a Unix socket
+ * too. Errors come back as SistemoError with the daemon's code and message.
+ */
+export class ApiClient {
+  constructor(private readonly address: DaemonAddress, private readonly apiKey?: string) {}
 
   private describe(): string {
     return this.address.kind === 'socket' ? this.address.path : this.address.origin;
   }
 
-  private async send(method: string, path: string, options: { body?: unknown; accept?: string } = {}) {
+  private send(method: string, path: string, options: { body?: unknown; accept?: string } = {}): Promise<RawResponse> {
+    const payload = options.body === undefined ? undefined : JSON.stringify(options.body);
     const headers: Record<string, string> = { accept: options.accept ?? 'application/json' };
-    if (options.body !== undefined) headers['content-type'] = 'application/json';
-    if (this.apiKey) headers['x-api-key'] = this.apiKey;
-    try {
-      return await undiciRequest(`${this.origin}${path}`, {
-        method: method as 'GET',
-        headers,
-        body: options.body === undefined ? undefined : JSON.stringify(options.body),
-        dispatcher: this.dispatcher,
-      });
-    } catch (error) {
-      const code = (error as { code?: string }).code;
-      if (code === 'ENOENT' || code === 'ECONNREFUSED' || code === 'EACCES' || code === 'UND_ERR_SOCKET') {
-        const hint = code === 'EACCES' ? 'permission denied, run the CLI as root' : 'start it with sudo sistemo up';
-        throw new SistemoError('unavailable', `Cannot reach the Sistemo daemon at ${this.describe()}: ${hint}`);
-      }
-      throw new SistemoError('unavailable', `Cannot reach the Sistemo daemon at ${this.describe()}: ${(error as Error).message}`);
+    if (payload !== undefined) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = String(Buffer.byteLength(payload));
     }
+    if (this.apiKey) headers['x-api-key'] = this.apiKey;
+    return new Promise((resolve, reject) => {
+      const onResponse = (response: http.IncomingMessage) => resolve({ statusCode: response.statusCode ?? 0, body: response });
+      const request = this.address.kind === 'socket'
+        ? http.request({ socketPath: this.address.path, path, method, headers }, onResponse)
+        : (this.address.origin.startsWith('https:') ? https : http).request(new URL(path, this.address.origin), { method, headers }, onResponse);
+      request.on('error', (error: NodeJS.ErrnoException) => {
+        const code = error.code;
+        const hint = code === 'EACCES' ? 'permission denied, run the CLI as root'
+          : code === 'ENOENT' || code === 'ECONNREFUSED' ? 'start it with sudo sistemo up'
+            : error.message;
+        reject(new SistemoError('unavailable', `Cannot reach the Sistemo daemon at ${this.describe()}: ${hint}`));
+      });
+      request.end(payload);
+    });
   }
 
   async call<T>(method: string, path: string, body?: unknown): Promise<T> {
     const response = await this.send(method, path, { body });
-    const text = await response.body.text();
+    const text = await readAll(response.body);
     if (response.statusCode >= 400) throw errorFrom(response.statusCode, text);
     return (text ? JSON.parse(text) : undefined) as T;
   }
@@ -84,11 +90,12 @@ export class ApiClient {
   /** Calls a long operation and reports its progress lines as they arrive. */
   async callWithProgress<T>(method: string, path: string, body: unknown, onProgress: (message: string) => void): Promise<T> {
     const response = await this.send(method, path, { body, accept: 'application/x-ndjson' });
-    if (response.statusCode >= 400) throw errorFrom(response.statusCode, await response.body.text());
+    if (response.statusCode >= 400) throw errorFrom(response.statusCode, await readAll(response.body));
     let buffer = '';
     let outcome: { type: string; result?: T; status?: number; error?: { code: string; message: string } } | undefined;
+    response.body.setEncoding('utf8');
     for await (const chunk of response.body) {
-      buffer += chunk.toString();
+      buffer += chunk as string;
       let newline = buffer.indexOf('\n');
       while (newline >= 0) {
         const line = buffer.slice(0, newline);
@@ -109,7 +116,7 @@ export class ApiClient {
   }
 
   async close(): Promise<void> {
-    await this.dispatcher.close();
+    // Requests use no keep-alive agent, so there is nothing to release.
   }
 }
 

@@ -40,11 +40,20 @@ test('the release storage workflow on real Debian VMs', { timeout: 30 * 60_000 }
       assert.equal(listed.get('web-root')?.attached_to, 'web');
     });
 
+    await t.test('start of a running VM is refused', async () => {
+      const refused = await host.cli('vm', 'start', 'web');
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /already running/);
+    });
+
     let dataSum = '';
     let rootSum = '';
     await t.test('a data volume attached to a stopped VM is mounted at /mnt/NAME', async () => {
       await host.ok('volume', 'create', '2G', '--name', 'appdata');
       await host.ok('vm', 'stop', 'web');
+      const stoppedExec = await host.cli('vm', 'exec', 'web', '--', 'true');
+      assert.equal(stoppedExec.code, 1);
+      assert.match(stoppedExec.stderr, /is stopped, start it with sistemo vm start web/);
       await host.ok('vm', 'volume', 'attach', 'web', 'appdata');
       await host.ok('vm', 'start', 'web');
       await host.ok('vm', 'exec', 'web', '--', 'sh', '-c', 'head -c 4194304 /dev/urandom > /mnt/appdata/data.bin && head -c 1048576 /dev/urandom > /root/root.bin && sync');

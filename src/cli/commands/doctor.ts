@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { configKeys, envNameFor, loadConfig, configHelp, type Config } from '../../config.js';
+import type { Config } from '../../config.js';
 import { formatSize } from '../../domain/size.js';
 import type { ReconcileReport } from '../../domain/recovery.js';
 import type { AcceleratorChoice } from '../../engine/accelerator.js';
@@ -73,7 +73,9 @@ export function doctorCommand(setExitCode: (code: number) => void): Command {
 
 export function configCommand(): Command {
   return new Command('config').description('show the effective configuration and where each value comes from')
-    .action((_options: unknown, command: Command) => {
+    .action(async (_options: unknown, command: Command) => {
+      // Loaded on demand, so the YAML parser does not slow down every other command.
+      const { configKeys, envNameFor, loadConfig, configHelp } = await import('../../config.js');
       const paths = new DataPaths(dataDirOf(command));
       const { config, sources } = loadConfig(paths.config);
       const shown = (key: keyof Config): string => {

@@ -3,13 +3,14 @@ import { SistemoError } from '../../errors.js';
 import type { AuditEntry } from '../../db/store.js';
 import type { ImageInfo } from '../../images/store.js';
 import { formatSize } from '../../domain/size.js';
-import { runDaemon } from '../../daemon/server.js';
 import { printJson, printTable } from '../output.js';
 import { dataDirOf, outputFormat, withClient } from '../shared.js';
 
 export function upCommand(setExitCode: (code: number) => void): Command {
   return new Command('up').description('run the daemon in the foreground (as root)')
     .action(async (_options: unknown, command: Command) => {
+      // Loaded on demand: the daemon's dependencies would slow every other CLI command down.
+      const { runDaemon } = await import('../../daemon/server.js');
       setExitCode(await runDaemon({ dataDir: dataDirOf(command) }));
     });
 }
