@@ -24,7 +24,7 @@ export function childEnvironment(): NodeJS.ProcessEnv {
  */
 export function timeProcess(argv: readonly string[], options: { allowFailure?: boolean } = {}): Promise<TimedProcess> {
   const [command, ...args] = argv;
-  if (!command) throw new Error('timeProcess needs a command');
+  if (!command) throw new Error('Missing command: timeProcess got an empty argv');
   return new Promise((resolve, reject) => {
     const started = process.hrtime.bigint();
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: childEnvironment() });
@@ -87,7 +87,7 @@ export function timeApiRequest(socketPath: string, method: string, urlPath: stri
 
 /** Returns the median of a non-empty list: the mean of the two middle values for an even count. */
 export function median(samples: readonly number[]): number {
-  if (samples.length === 0) throw new Error('median of an empty list');
+  if (samples.length === 0) throw new Error('Cannot take the median of an empty list of samples');
   const sorted = [...samples].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;

@@ -4,7 +4,7 @@
  * because the VM's address is only reachable there.
  *
  * Usage: node dist/bench/raw-boot.js SPEC.json
- * SPEC.json: { "argv": ["qemu-system-x86_64", ...], "ip": "10.201.0.2", "timeoutMs": 300000 }
+ * SPEC.json: { "argv": ["qemu-system-x86_64", ...], "ip": "10.201.0.2", "timeoutMs": 300000, "consoleLog": FILE }
  * Output: { "ms": total, "daemonizedMs": until the -daemonize parent exited }
  */
 import { spawn } from 'node:child_process';
@@ -16,6 +16,8 @@ interface BootSpec {
   argv: string[];
   ip: string;
   timeoutMs: number;
+  /** The guest's serial console file, named in error messages. */
+  consoleLog: string;
 }
 
 /** Runs argv to its exit; with -daemonize that is when QEMU has set up the VM. */
@@ -46,7 +48,7 @@ async function main(): Promise<void> {
   const deadline = Date.now() + spec.timeoutMs;
   for (;;) {
     if (await sshBannerAnswers(spec.ip)) break;
-    if (Date.now() >= deadline) throw new Error(`sshd at ${spec.ip} did not answer within ${spec.timeoutMs} ms`);
+    if (Date.now() >= deadline) throw new Error(`Timed out: sshd at ${spec.ip} sent no SSH banner within ${spec.timeoutMs} ms, see ${spec.consoleLog}`);
     await sleep(250);
   }
   process.stdout.write(`${JSON.stringify({ ms: elapsedMs(), daemonizedMs })}\n`);

@@ -1,15 +1,15 @@
 import { median } from './measure.js';
 
-/** How a row's target is checked: a ratio of Sistemo to raw, or an absolute bound on Sistemo's median. */
+/** A row's target: a maximum ratio of Sistemo to raw, or an upper bound on Sistemo's median. */
 export type Target = { kind: 'ratio'; max: number } | { kind: 'below'; max: number };
 
 /** One line of the results table. Times are in milliseconds, sizes in bytes. */
 export interface Row {
   name: string;
   unit: 'ms' | 'bytes';
-  /** What the Sistemo column measures, such as "CLI" or "API". */
+  /** Label of the Sistemo measurement, such as "CLI" or "API". */
   sistemoLabel: string;
-  /** What the raw column measures. */
+  /** Label of the raw measurement, such as "truncate + mkfs.ext4". */
   rawLabel: string;
   sistemoSamples: number[];
   rawSamples: number[];

@@ -66,7 +66,7 @@ export function seedVms(dataDir: string, count: number): void {
       for (let index = 1; index <= count; index++) {
         const vmId = newId('m');
         const name = `list-vm-${String(index).padStart(3, '0')}`;
-        // 10.200.0.1 is the bridge (the default bridge_subnet's gateway); VMs start at .2.
+        // 10.200.0.1 is the bridge address (the gateway of the default bridge_subnet), so VMs start at .2.
         const ip = `10.200.${Math.floor((index + 1) / 256)}.${(index + 1) % 256}`;
         store.insertVm({
           id: vmId, name, status: 'stopped', vcpus: 2, memory_bytes: GiB / 2, image: 'debian',

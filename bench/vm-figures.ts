@@ -111,7 +111,7 @@ async function bootRawOnce(host: TestHost, scratch: string, copier: Ext4VolumeTo
   await fs.rm(spec.pidFile, { force: true });
   await fs.rm(spec.qmpSocket, { force: true });
   const specFile = path.join(scratch, 'boot.json');
-  await fs.writeFile(specFile, JSON.stringify({ argv: buildQemuArgs(spec), ip: rawAddress, timeoutMs: 300_000 }));
+  await fs.writeFile(specFile, JSON.stringify({ argv: buildQemuArgs(spec), ip: rawAddress, timeoutMs: 300_000, consoleLog: spec.consoleLog }));
   try {
     const result = await timeProcess(['ip', 'netns', 'exec', host.netns, 'node', rawBootScript, specFile]);
     return (JSON.parse(result.stdout) as { ms: number }).ms;
@@ -164,9 +164,9 @@ export async function deployToSsh(rounds: number, log: (line: string) => void): 
 }
 
 /**
- * root-volume-allocation: allocated bytes of the root volume right after `vm deploy --storage 5G`
- * (the guest has booted and written), and of the same copy and grow done by hand with the
- * daemon's own tool calls and never booted, both against the image's allocated bytes.
+ * root-volume-allocation: allocated bytes of the root volume right after `vm deploy --storage 5G`,
+ * when the guest has booted and written to it. The second row is the same copy and grow done
+ * with the daemon's own tool calls and never booted. Both compare with the image's allocated bytes.
  */
 export async function rootVolumeAllocation(log: (line: string) => void): Promise<Row[]> {
   return withHost({ withImage: true }, async (host) => {

@@ -9,7 +9,7 @@ function socketOf(host: TestHost): string {
   return path.join(host.dataDir, 'sistemo.sock');
 }
 
-/** Flushes dirty pages of the filesystem that holds dir, so one sample's writeback does not land in the next. */
+/** Flushes dirty pages of the filesystem that contains dir, so one sample's writeback does not land in the next. */
 async function flush(dir: string): Promise<void> {
   await timeProcess(['sync', '-f', dir]);
 }
@@ -21,7 +21,7 @@ async function timeSequence(commands: readonly string[][]): Promise<number> {
   return total;
 }
 
-/** The mkfs.ext4 call of Ext4VolumeTool.createFilesystem, with the same flags. */
+/** Returns the mkfs.ext4 argv that Ext4VolumeTool.createFilesystem runs, with the same flags. */
 function mkfsArgv(file: string, label: string): string[] {
   return ['mkfs.ext4', '-q', '-F', '-m', '0', '-L', label.slice(0, 16), '--', file];
 }
