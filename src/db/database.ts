@@ -66,6 +66,28 @@ const migrations: readonly string[] = [
   );
   CREATE INDEX audit_time ON audit(time);
   `,
+  `
+  -- Named networks. The default network (bridge sistemo0, bridge_subnet) has no row: a VM
+  -- without network_id is on it.
+  CREATE TABLE networks (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    subnet TEXT NOT NULL UNIQUE,
+    bridge TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL
+  );
+  ALTER TABLE vms ADD COLUMN network_id TEXT REFERENCES networks(id);
+  -- Host ports forwarded to VMs. The primary key gives each host port to one VM only.
+  CREATE TABLE exposures (
+    protocol TEXT NOT NULL CHECK (protocol IN ('tcp', 'udp')),
+    host_port INTEGER NOT NULL CHECK (host_port BETWEEN 1 AND 65535),
+    vm_id TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE,
+    vm_port INTEGER NOT NULL CHECK (vm_port BETWEEN 1 AND 65535),
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (protocol, host_port)
+  );
+  CREATE INDEX exposures_vm ON exposures(vm_id);
+  `,
 ];
 
 /**

@@ -1,5 +1,6 @@
 import type { Database } from './database.js';
 import type { VmStatus } from '../domain/vm-state.js';
+import type { Protocol } from '../network/ports.js';
 
 export interface VmRow {
   id: string;
@@ -13,8 +14,26 @@ export interface VmRow {
   tap: string;
   pid: number | null;
   ssh: number;
+  /** The named network, or null for the default one. */
+  network_id: string | null;
   created_at: string;
   updated_at: string;
+}
+
+export interface NetworkRow {
+  id: string;
+  name: string;
+  subnet: string;
+  bridge: string;
+  created_at: string;
+}
+
+export interface ExposureRow {
+  protocol: Protocol;
+  host_port: number;
+  vm_id: string;
+  vm_port: number;
+  created_at: string;
 }
 
 export type VolumeType = 'root' | 'data';
@@ -88,10 +107,12 @@ export class Store {
     return this.db.prepare('SELECT * FROM vms WHERE id = ?').get(id) as VmRow | undefined;
   }
 
-  insertVm(vm: Omit<VmRow, 'created_at' | 'updated_at'>): void {
+  /** Inserts a VM; without `network_id` it is on the default network. */
+  insertVm(vm: Omit<VmRow, 'created_at' | 'updated_at' | 'network_id'> & { network_id?: string | null }): void {
     const at = this.timestamp();
-    this.db.prepare(`INSERT INTO vms (id, name, status, vcpus, memory_bytes, image, ip, mac, tap, pid, ssh, created_at, updated_at)
-      VALUES (@id, @name, @status, @vcpus, @memory_bytes, @image, @ip, @mac, @tap, @pid, @ssh, @at, @at)`).run({ ...vm, at });
+    this.db.prepare(`INSERT INTO vms (id, name, status, vcpus, memory_bytes, image, ip, mac, tap, pid, ssh, network_id, created_at, updated_at)
+      VALUES (@id, @name, @status, @vcpus, @memory_bytes, @image, @ip, @mac, @tap, @pid, @ssh, @network_id, @at, @at)`)
+      .run({ ...vm, network_id: vm.network_id ?? null, at });
   }
 
   /** Sets a VM's status only if it still has the expected one; returns whether it changed. */
@@ -108,12 +129,64 @@ export class Store {
   }
 
   deleteVm(id: string): void {
+    this.db.prepare('DELETE FROM exposures WHERE vm_id = ?').run(id);
     this.db.prepare('DELETE FROM vms WHERE id = ?').run(id);
   }
 
   usedAddresses(): Set<string> {
     const rows = this.db.prepare('SELECT ip FROM vms WHERE ip IS NOT NULL').all() as { ip: string }[];
     return new Set(rows.map((row) => row.ip));
+  }
+
+  // Networks and exposed ports
+
+  listNetworks(): NetworkRow[] {
+    return this.db.prepare('SELECT * FROM networks ORDER BY name').all() as NetworkRow[];
+  }
+
+  findNetwork(name: string): NetworkRow | undefined {
+    return this.db.prepare('SELECT * FROM networks WHERE name = ?').get(name) as NetworkRow | undefined;
+  }
+
+  getNetworkById(id: string): NetworkRow | undefined {
+    return this.db.prepare('SELECT * FROM networks WHERE id = ?').get(id) as NetworkRow | undefined;
+  }
+
+  insertNetwork(network: Omit<NetworkRow, 'created_at'>): void {
+    this.db.prepare('INSERT INTO networks (id, name, subnet, bridge, created_at) VALUES (@id, @name, @subnet, @bridge, @at)')
+      .run({ ...network, at: this.timestamp() });
+  }
+
+  deleteNetwork(id: string): void {
+    this.db.prepare('DELETE FROM networks WHERE id = ?').run(id);
+  }
+
+  /** Returns how many VMs, in any status, are on each named network, by network id. */
+  vmCountsByNetwork(): Map<string | null, number> {
+    const rows = this.db.prepare('SELECT network_id, COUNT(*) AS count FROM vms GROUP BY network_id').all() as { network_id: string | null; count: number }[];
+    return new Map(rows.map((row) => [row.network_id, row.count]));
+  }
+
+  listExposures(): ExposureRow[] {
+    return this.db.prepare('SELECT * FROM exposures ORDER BY protocol, host_port').all() as ExposureRow[];
+  }
+
+  exposuresOfVm(vmId: string): ExposureRow[] {
+    return this.db.prepare('SELECT * FROM exposures WHERE vm_id = ? ORDER BY protocol, host_port').all(vmId) as ExposureRow[];
+  }
+
+  findExposure(protocol: Protocol, hostPort: number): ExposureRow | undefined {
+    return this.db.prepare('SELECT * FROM exposures WHERE protocol = ? AND host_port = ?').get(protocol, hostPort) as ExposureRow | undefined;
+  }
+
+  insertExposure(exposure: Omit<ExposureRow, 'created_at'>): void {
+    this.db.prepare('INSERT INTO exposures (protocol, host_port, vm_id, vm_port, created_at) VALUES (@protocol, @host_port, @vm_id, @vm_port, @at)')
+      .run({ ...exposure, at: this.timestamp() });
+  }
+
+  /** Deletes one exposure; returns whether it existed. */
+  deleteExposure(protocol: Protocol, hostPort: number): boolean {
+    return this.db.prepare('DELETE FROM exposures WHERE protocol = ? AND host_port = ?').run(protocol, hostPort).changes === 1;
   }
 
   // Volumes

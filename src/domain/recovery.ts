@@ -5,6 +5,7 @@ import type { OperationRow } from '../db/store.js';
 import { isAlive } from '../engine/engine.js';
 import type { Context } from './context.js';
 import { operationData } from './journal.js';
+import { syncFirewall } from './networks.js';
 import { completeResize, finishVolumeDelete, rollbackCreate, rollbackResize, type ResizeData } from './volumes.js';
 import { finishDelete, rollbackDeploy, type DeleteData, type DeployData } from './vms.js';
 
@@ -151,6 +152,10 @@ export async function reconcile(context: Context): Promise<ReconcileReport> {
       report.vms_adopted.push(vm.name);
       context.log.info({ vm: vm.name, pid }, 'adopted running VM process');
     }
+  }
+  if (report.vms_marked_stopped.length > 0 || report.vms_adopted.length > 0) {
+    // Exposed ports follow the running state, so the rules change with it.
+    await syncFirewall(context).catch((error: unknown) => context.log.error({ err: error }, 'firewall rules were not updated after the reconciler run'));
   }
   const busyIds = new Set(context.store.runningOperations().map((operation) => operation.volume_id));
   const volumes = context.store.listVolumes();

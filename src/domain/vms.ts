@@ -3,15 +3,19 @@ import type { VmRow, VolumeRow } from '../db/store.js';
 import { SistemoError, conflict, invalid, wrongState } from '../errors.js';
 import type { VmSpec } from '../engine/qemu-args.js';
 import { macFor } from '../engine/qemu-args.js';
-import { firstFreeAddress, gatewayOf } from '../network/cidr.js';
+import { cidrText, firstFreeAddress, gatewayOf } from '../network/cidr.js';
 import { tapNameFor } from '../network/network.js';
+import { parsePortMapping, type PortMapping } from '../network/ports.js';
 import { newId } from '../paths.js';
 import type { Actor, Context, Progress } from './context.js';
 import { Operation, audited, messageOf } from './journal.js';
 import { requireVm, requireVolume, ensureFreeSpace } from './lookup.js';
 import { rootVolumeName, validateName, validateVmName, volumeSerial } from './names.js';
+import {
+  checkPortUnclaimed, checkPortsFree, networkOfVm, resolveNetwork, syncFirewallAfter, vmDetails,
+  type VmDetails, type VmNetwork,
+} from './networks.js';
 import { GiB, formatSize, parseSize } from './size.js';
-import { vmView, type VmView } from './views.js';
 import { assertTransition } from './vm-state.js';
 
 /** A data volume limit per VM, which keeps the kernel command line well under its 2048 bytes. */
@@ -25,6 +29,10 @@ export interface DeployRequest {
   storage?: string;
   attach?: string[];
   volume?: string;
+  /** A named network, or `default` (the same as none) for the default bridge. */
+  network?: string;
+  /** Host ports to forward, as `[HOST:]PORT` over TCP. */
+  expose?: string[];
 }
 
 export interface DeployData {
@@ -64,7 +72,17 @@ function settleDeploy(context: Context, request: DeployRequest) {
     if (attach.includes(request.volume)) throw invalid(`Invalid deploy: volume "${request.volume}" cannot be both the root volume and attached with --attach`);
     if (request.storage !== undefined) throw invalid('Invalid deploy: --storage applies to new root volumes, resize the volume with sistemo volume resize instead');
   }
-  return { vcpus, memory, storage, attach };
+  const expose = (request.expose ?? []).map((text) => parsePortMapping(text));
+  const network = resolveNetwork(context, request.network);
+  return { vcpus, memory, storage, attach, expose, network };
+}
+
+/** Records the VM's exposures inside the deploy transaction; a port claimed meanwhile aborts it. */
+function insertExposures(context: Context, vmId: string, vmName: string, mappings: readonly PortMapping[]): void {
+  for (const mapping of mappings) {
+    checkPortUnclaimed(context, mapping, vmName);
+    context.store.insertExposure({ protocol: mapping.protocol, host_port: mapping.hostPort, vm_id: vmId, vm_port: mapping.vmPort });
+  }
 }
 
 /** Checks that a volume can be attached as a data disk of a new or stopped VM. */
@@ -79,7 +97,7 @@ function checkAttachable(context: Context, name: string, vmName: string): Volume
 }
 
 /** Creates a VM from an image (or an existing root volume) and boots it. */
-export async function deployVm(context: Context, request: DeployRequest, actor: Actor, progress: Progress): Promise<VmView> {
+export async function deployVm(context: Context, request: DeployRequest, actor: Actor, progress: Progress): Promise<VmDetails> {
   const target = request.name ?? request.volume ?? request.image ?? 'debian';
   return audited(context, { actor, action: 'vm.deploy', target, details: { request } }, async (details) => {
     const settled = settleDeploy(context, request);
@@ -90,6 +108,7 @@ export async function deployVm(context: Context, request: DeployRequest, actor: 
     const volumeName = rootVolumeName(name);
     checkNamesFree(context, name);
     settled.attach.forEach((volume) => checkAttachable(context, volume, name));
+    await checkPortsFree(context, settled.expose, name);
 
     const image = await context.images.resolve(imageReference, progress);
     const imageBytes = await context.volumes.fileSize(image.rootfs);
@@ -104,7 +123,9 @@ export async function deployVm(context: Context, request: DeployRequest, actor: 
     const operation = context.store.transaction(() => {
       checkNamesFree(context, name);
       const attachRows = settled.attach.map((volume) => checkAttachable(context, volume, name));
-      insertVmRow(context, { vmId, name, vcpus: settled.vcpus, memory: settled.memory, image: image.name, ssh: image.ssh });
+      const network = resolveNetwork(context, request.network);
+      insertVmRow(context, { vmId, name, vcpus: settled.vcpus, memory: settled.memory, image: image.name, ssh: image.ssh, network });
+      insertExposures(context, vmId, name, settled.expose);
       context.store.insertVolume({
         id: volumeId, name: volumeName, type: 'root', size_bytes: storage, state: 'busy',
         vm_id: vmId, role: 'boot', boot_image: image.bootImage, ssh: image.ssh ? 1 : 0,
@@ -154,22 +175,28 @@ function checkNamesFree(context: Context, name: string): void {
   }
 }
 
-function insertVmRow(context: Context, vm: { vmId: string; name: string; vcpus: number; memory: number; image: string; ssh: boolean }): void {
-  const ip = firstFreeAddress(context.subnet, context.store.usedAddresses());
-  if (!ip) throw new SistemoError('conflict', `Cannot deploy VM "${vm.name}": no free address left in ${context.config.bridge_subnet}`);
+function insertVmRow(
+  context: Context,
+  vm: { vmId: string; name: string; vcpus: number; memory: number; image: string; ssh: boolean; network: VmNetwork },
+): void {
+  const ip = firstFreeAddress(vm.network.subnet, context.store.usedAddresses());
+  if (!ip) {
+    throw new SistemoError('conflict', `Cannot deploy VM "${vm.name}": no free address left in ${cidrText(vm.network.subnet)} of network "${vm.network.name}"`);
+  }
   context.store.insertVm({
     id: vm.vmId, name: vm.name, status: 'creating', vcpus: vm.vcpus, memory_bytes: vm.memory,
     image: vm.image, ip, mac: macFor(vm.vmId), tap: tapNameFor(vm.vmId), pid: null, ssh: vm.ssh ? 1 : 0,
+    network_id: vm.network.id,
   });
 }
 
 async function deployFromVolume(
   context: Context,
   volumeName: string,
-  settled: { vcpus: number; memory: number; attach: string[]; name: string | undefined },
+  settled: { vcpus: number; memory: number; attach: string[]; expose: PortMapping[]; name: string | undefined; network: VmNetwork },
   progress: Progress,
   details: Record<string, unknown>,
-): Promise<VmView> {
+): Promise<VmDetails> {
   const volume = requireVolume(context, volumeName);
   if (volume.type !== 'root') {
     throw invalid(`Cannot boot from volume "${volumeName}": it is a data volume, only root volumes hold an operating system`);
@@ -179,6 +206,7 @@ async function deployFromVolume(
   if (context.store.findVm(name)) throw conflict(`Cannot deploy VM "${name}": a VM with that name exists`);
   checkAttachable(context, volumeName, name);
   settled.attach.forEach((other) => checkAttachable(context, other, name));
+  await checkPortsFree(context, settled.expose, name);
   await context.images.bootFiles(volume.boot_image ?? 'debian', progress);
 
   const vmId = newId('m');
@@ -186,7 +214,9 @@ async function deployFromVolume(
     if (context.store.findVm(name)) throw conflict(`Cannot deploy VM "${name}": a VM with that name exists`);
     const root = checkAttachable(context, volumeName, name);
     const attachRows = settled.attach.map((other) => checkAttachable(context, other, name));
-    insertVmRow(context, { vmId, name, vcpus: settled.vcpus, memory: settled.memory, image: `volume:${volumeName}`, ssh: root.ssh === 1 });
+    const network = resolveNetwork(context, settled.network.name);
+    insertVmRow(context, { vmId, name, vcpus: settled.vcpus, memory: settled.memory, image: `volume:${volumeName}`, ssh: root.ssh === 1, network });
+    insertExposures(context, vmId, name, settled.expose);
     if (!context.store.claimVolume(root.id)) throw conflict(`Cannot boot from volume "${volumeName}": it is busy with another operation`);
     context.store.setVolumeAttachment(root.id, vmId, 'boot');
     for (const other of attachRows) {
@@ -214,20 +244,16 @@ function defaultBootName(context: Context, base: string): string {
 }
 
 /** Boots a VM whose rows and volumes are in place, then marks everything ready. */
-async function bootNewVm(context: Context, vmId: string, operation: Operation, progress: Progress): Promise<VmView> {
+async function bootNewVm(context: Context, vmId: string, operation: Operation, progress: Progress): Promise<VmDetails> {
   await launch(context, vmId, operation, progress);
-  return context.store.transaction(() => {
+  const view = context.store.transaction(() => {
     context.store.setVmStatus(vmId, 'creating', 'running');
     for (const volume of context.store.volumesOfVm(vmId)) context.store.setVolumeState(volume.id, 'ready');
     operation.done();
-    return currentView(context, vmId);
+    return vmDetails(context, vmId);
   });
-}
-
-function currentView(context: Context, vmId: string): VmView {
-  const vm = context.store.getVmById(vmId);
-  if (!vm) throw new Error(`VM ${vmId} vanished`);
-  return vmView(vm, context.store.volumesOfVm(vmId));
+  if (view.ports.length > 0) await syncFirewallAfter(context, view.name);
+  return view;
 }
 
 /** Builds the QEMU spec for a VM from what the database records. */
@@ -244,6 +270,7 @@ async function specFor(context: Context, vm: VmRow, progress: Progress): Promise
   const accelerator = await context.accelerator(kernel);
   if (accelerator.accelerator === 'tcg') progress(`Warning: using software emulation (TCG), VMs run slowly: ${accelerator.reason}`);
   if (!vm.ip) throw wrongState(`Cannot start VM "${vm.name}": it has no address`);
+  const network = networkOfVm(context, vm);
   return {
     vmId: vm.id,
     name: vm.name,
@@ -253,7 +280,7 @@ async function specFor(context: Context, vm: VmRow, progress: Progress): Promise
     kernel,
     initrd,
     disks: volumes.map((volume) => ({ file: context.paths.volumeFile(volume.id), serial: volumeSerial(volume), name: volume.name })),
-    network: { tap: vm.tap, mac: vm.mac, ip: vm.ip, prefix: context.subnet.prefix, gateway: gatewayOf(context.subnet) },
+    network: { tap: vm.tap, mac: vm.mac, ip: vm.ip, prefix: network.subnet.prefix, gateway: gatewayOf(network.subnet) },
     sshPublicKey: context.sshPublicKey,
     qmpSocket: context.paths.qmpSocket(vm.id),
     pidFile: context.paths.pidFile(vm.id),
@@ -267,7 +294,10 @@ async function launch(context: Context, vmId: string, operation: Operation, prog
   if (!vm) throw new Error(`VM ${vmId} vanished`);
   const spec = await specFor(context, vm, progress);
   await fs.mkdir(context.paths.vmDir(vm.id), { recursive: true, mode: 0o700 });
-  await context.network.createTap(vm.tap, context.bridge);
+  const network = networkOfVm(context, vm);
+  // The daemon creates every named bridge at start; this brings back one removed since then.
+  if (network.id !== null) await context.network.ensureBridge(network.bridge, network.subnet);
+  await context.network.createTap(vm.tap, network.bridge);
   operation.step('network_ready');
   progress(`Booting VM ${vm.name} (${vm.vcpus} vCPUs, ${formatSize(vm.memory_bytes)}, ${spec.accelerator.toUpperCase()})`);
   const pid = await context.engine.start(spec);
@@ -329,7 +359,7 @@ export async function rollbackDeploy(context: Context, operationId: number, data
 }
 
 /** Starts a stopped VM with exactly the volumes the database records. */
-export async function startVm(context: Context, name: string, actor: Actor, progress: Progress): Promise<VmView> {
+export async function startVm(context: Context, name: string, actor: Actor, progress: Progress): Promise<VmDetails> {
   return audited(context, { actor, action: 'vm.start', target: name }, async () => {
     const vm = requireVm(context, name);
     const operation = context.store.transaction(() => {
@@ -351,11 +381,13 @@ export async function startVm(context: Context, name: string, actor: Actor, prog
       });
       throw error;
     }
-    return context.store.transaction(() => {
+    const view = context.store.transaction(() => {
       context.store.setVmStatus(vm.id, 'starting', 'running');
       operation.done();
-      return currentView(context, vm.id);
+      return vmDetails(context, vm.id);
     });
+    if (view.ports.length > 0) await syncFirewallAfter(context, name);
+    return view;
   });
 }
 
@@ -380,7 +412,7 @@ export async function haltVm(context: Context, vm: VmRow): Promise<boolean> {
   return exited;
 }
 
-export async function stopVm(context: Context, name: string, actor: Actor): Promise<VmView> {
+export async function stopVm(context: Context, name: string, actor: Actor): Promise<VmDetails> {
   return audited(context, { actor, action: 'vm.stop', target: name }, async (details) => {
     const vm = requireVm(context, name);
     const operation = context.store.transaction(() => {
@@ -400,15 +432,17 @@ export async function stopVm(context: Context, name: string, actor: Actor): Prom
       });
       throw error;
     }
-    return context.store.transaction(() => {
+    const view = context.store.transaction(() => {
       context.store.setVmStatus(vm.id, 'stopping', 'stopped');
       operation.done();
-      return currentView(context, vm.id);
+      return vmDetails(context, vm.id);
     });
+    if (view.ports.length > 0) await syncFirewallAfter(context, name);
+    return view;
   });
 }
 
-export async function restartVm(context: Context, name: string, actor: Actor, progress: Progress): Promise<VmView> {
+export async function restartVm(context: Context, name: string, actor: Actor, progress: Progress): Promise<VmDetails> {
   const vm = requireVm(context, name);
   if (vm.status === 'running') await stopVm(context, name, actor);
   return startVm(context, name, actor, progress);
@@ -449,6 +483,7 @@ export async function deleteVm(context: Context, name: string, options: { preser
 /** Carries a recorded delete to its end; safe to run again after a crash at any step. */
 export async function finishDelete(context: Context, operationId: number, data: DeleteData): Promise<void> {
   const vm = context.store.getVmById(data.vmId);
+  const hadPorts = vm !== undefined && context.store.exposuresOfVm(vm.id).length > 0;
   if (vm) {
     await haltVm(context, vm);
     context.store.setOperationStep(operationId, 'halted');
@@ -477,12 +512,14 @@ export async function finishDelete(context: Context, operationId: number, data: 
     }
     context.store.finishOperation(operationId, 'done');
   });
+  // The delete removed the VM's exposures with its row; the rebuilt table drops their rules.
+  if (hadPorts) await syncFirewallAfter(context, vm?.name ?? data.vmId);
   context.log.info({ vm: vm?.name ?? data.vmId, preserve: data.preserve }, 'VM deleted');
 }
 
-export function getVm(context: Context, name: string): VmView {
+export function getVm(context: Context, name: string): VmDetails {
   const vm = requireVm(context, name);
-  return vmView(vm, context.store.volumesOfVm(vm.id));
+  return vmDetails(context, vm.id);
 }
 
 /** Returns how the CLI reaches a running VM over SSH. */

@@ -54,3 +54,36 @@ export function firstFreeAddress(cidr: Cidr, used: ReadonlySet<string>): string 
   }
   return undefined;
 }
+
+/** Formats a subnet as `10.201.0.0/24`. */
+export function cidrText(cidr: Cidr): string {
+  return `${numberToIp(cidr.network)}/${cidr.prefix}`;
+}
+
+/** Returns the number of addresses in a subnet, network and broadcast addresses included. */
+export function subnetSize(cidr: Cidr): number {
+  return 2 ** (32 - cidr.prefix);
+}
+
+/** Returns whether two subnets share at least one address. */
+export function overlaps(a: Cidr, b: Cidr): boolean {
+  return a.network < b.network + subnetSize(b) && b.network < a.network + subnetSize(a);
+}
+
+/** Returns whether `inner` lies entirely inside `outer`. */
+export function contains(outer: Cidr, inner: Cidr): boolean {
+  return inner.network >= outer.network && inner.network + subnetSize(inner) <= outer.network + subnetSize(outer);
+}
+
+/**
+ * Returns the lowest subnet with the given prefix inside `pool` that overlaps none of `taken`,
+ * or undefined when every one of them is taken.
+ */
+export function firstFreeSubnet(pool: Cidr, prefix: number, taken: readonly Cidr[]): Cidr | undefined {
+  const step = 2 ** (32 - prefix);
+  for (let network = pool.network; network + step <= pool.network + subnetSize(pool); network += step) {
+    const candidate = { network, prefix };
+    if (!taken.some((other) => overlaps(candidate, other))) return candidate;
+  }
+  return undefined;
+}
