@@ -18,6 +18,11 @@ export interface Row {
   ratio: number;
   target: Target;
   met: boolean;
+  /**
+   * Median of the per-round ratios when both sides ran once per round. It is steadier than the
+   * ratio of medians when host load drifts during the run.
+   */
+  pairedRatio?: number;
   note?: string;
 }
 
@@ -36,7 +41,9 @@ export function makeRow(fields: {
   const raw = median(fields.rawSamples);
   const ratio = sistemo / raw;
   const met = fields.target.kind === 'ratio' ? ratio <= fields.target.max : sistemo < fields.target.max;
-  return { ...fields, sistemo, raw, ratio, met };
+  const paired = fields.sistemoSamples.length === fields.rawSamples.length && fields.sistemoSamples.length > 1;
+  const pairedRatio = paired ? median(fields.sistemoSamples.map((value, round) => value / fields.rawSamples[round]!)) : undefined;
+  return { ...fields, sistemo, raw, ratio, met, ...(pairedRatio === undefined ? {} : { pairedRatio }) };
 }
 
 export function formatValue(value: number, unit: Row['unit']): string {

@@ -126,7 +126,11 @@ async function main(): Promise<number> {
   }
 
   process.stdout.write(`${formatTable(rows)}\n`);
-  for (const row of rows.filter((row) => row.note)) process.stdout.write(`note (${row.name}, ${row.sistemoLabel}): ${row.note}\n`);
+  for (const row of rows) {
+    const notes = [row.note, row.pairedRatio === undefined ? undefined : `median of per-round ratios ${row.pairedRatio.toFixed(2)}`];
+    const text = notes.filter((note) => note !== undefined).join('; ');
+    if (text) process.stdout.write(`note (${row.name}, ${row.sistemoLabel}): ${text}\n`);
+  }
   const failed = runs.filter((run) => run.error);
   for (const run of failed) process.stdout.write(`not measured: ${run.name}: ${run.error}\n`);
   if (options.json) {

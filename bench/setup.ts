@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { openDatabase } from '../src/db/database.js';
+import BetterSqlite3 from 'better-sqlite3';
 import { Store } from '../src/db/store.js';
 import { GiB } from '../src/domain/size.js';
 import { macFor } from '../src/engine/qemu-args.js';
@@ -49,6 +49,16 @@ export async function withScratchDir<T>(work: (dir: string) => Promise<T>): Prom
   return withCleanup(() => fs.rm(dir, { recursive: true, force: true }), () => work(dir));
 }
 
+/**
+ * Opens the daemon's database for seeding. It does not run migrations: the daemon has already
+ * created the schema, and a bench compiled before a newer migration must not reject it.
+ */
+function openSeedStore(dataDir: string): Store {
+  const db = new BetterSqlite3(path.join(dataDir, 'sistemo.db'));
+  db.pragma('busy_timeout = 5000');
+  return new Store(db);
+}
+
 /** Returns the bytes a file has allocated on disk: st_blocks times 512. */
 export async function allocatedBytes(file: string): Promise<number> {
   return (await fs.stat(file)).blocks * 512;
@@ -60,7 +70,7 @@ export async function allocatedBytes(file: string): Promise<number> {
  * volume files exist. The daemon must be stopped.
  */
 export function seedVms(dataDir: string, count: number): void {
-  const store = new Store(openDatabase(path.join(dataDir, 'sistemo.db')));
+  const store = openSeedStore(dataDir);
   try {
     store.transaction(() => {
       for (let index = 1; index <= count; index++) {
@@ -85,7 +95,7 @@ export function seedVms(dataDir: string, count: number): void {
 
 /** Inserts detached, ready data volumes straight into the database, with no files. The daemon must be stopped. */
 export function seedVolumes(dataDir: string, count: number): void {
-  const store = new Store(openDatabase(path.join(dataDir, 'sistemo.db')));
+  const store = openSeedStore(dataDir);
   try {
     store.transaction(() => {
       for (let index = 1; index <= count; index++) {
