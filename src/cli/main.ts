@@ -3,6 +3,7 @@ import { CommandError, SistemoError, exitCodeFor } from '../errors.js';
 import { completionCommand } from './commands/completion.js';
 import { configCommand, doctorCommand } from './commands/doctor.js';
 import { historyCommand, imageCommand, upCommand } from './commands/misc.js';
+import { networkCommand } from './commands/network.js';
 import { serviceCommand } from './commands/service.js';
 import { vmCommand } from './commands/vm.js';
 import { volumeCommand } from './commands/volume.js';
@@ -19,7 +20,7 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
     .enablePositionalOptions(false)
     .exitOverride();
   const commands = [
-    upCommand(setExitCode), vmCommand(setExitCode), volumeCommand(), imageCommand(), historyCommand(),
+    upCommand(setExitCode), vmCommand(setExitCode), volumeCommand(), networkCommand(), imageCommand(), historyCommand(),
     doctorCommand(setExitCode), configCommand(), serviceCommand(), completionCommand(),
   ];
   for (const command of commands) program.addCommand(command);

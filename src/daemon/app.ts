@@ -6,13 +6,13 @@ import { SistemoError, httpStatusFor, isErrorCode } from '../errors.js';
 import type { Context, Progress } from '../domain/context.js';
 import { deleteVm, deployVm, getVm, restartVm, sshTarget, startVm, stopVm } from '../domain/vms.js';
 import { attachVolume, createVolume, deleteVolume, detachVolume, listVolumes, resizeVolume, showVolume } from '../domain/volumes.js';
-import { listVmViews } from '../domain/views.js';
+import { createNetwork, deleteNetwork, exposePort, listNetworks, listVmDetails, unexposePort } from '../domain/networks.js';
 import type { ReconcileReport } from '../domain/recovery.js';
 import type { AcceleratorChoice } from '../engine/accelerator.js';
 import { RateLimiter } from './rate-limit.js';
 import {
-  AttachBody, AuditEntry, CreateVolumeBody, DeleteVmQuery, DeployBody, ErrorBody, HistoryQuery, NameParams,
-  ResizeBody, SshTarget, VmView, VmVolumeParams, VolumeView,
+  AttachBody, AuditEntry, CreateNetworkBody, CreateVolumeBody, DeleteVmQuery, DeployBody, ErrorBody, ExposeBody, HistoryQuery,
+  NameParams, NetworkView, ResizeBody, SshTarget, UnexposeQuery, VmPortParams, VmView, VmVolumeParams, VolumeView,
 } from './schemas.js';
 
 export const apiVersion = '0.5.0';
@@ -175,7 +175,7 @@ export async function buildApp(context: Context, info: DaemonInfo, options: { lo
 
   app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  app.get('/api/v1/vms', { schema: { response: { 200: Type.Array(VmView) } } }, async () => listVmViews(context.store));
+  app.get('/api/v1/vms', { schema: { response: { 200: Type.Array(VmView) } } }, async () => listVmDetails(context));
 
   app.post<{ Body: DeployBody }>('/api/v1/vms', { schema: { body: DeployBody, response: { 201: VmView, ...errors } } },
     (request, reply) => mutating(() => answerWithProgress(request, reply, 201, (progress) => deployVm(context, request.body, actorOf(request), progress)))());
@@ -209,6 +209,25 @@ export async function buildApp(context: Context, info: DaemonInfo, options: { lo
   app.delete<{ Params: VmVolumeParams }>('/api/v1/vms/:name/volumes/:volume', {
     schema: { params: VmVolumeParams, response: { 200: VolumeView, ...errors } },
   }, (request) => mutating(() => detachVolume(context, request.params.name, request.params.volume, actorOf(request)))());
+
+  app.post<{ Params: NameParams; Body: ExposeBody }>('/api/v1/vms/:name/ports', {
+    schema: { params: NameParams, body: ExposeBody, response: { 200: VmView, ...errors } },
+  }, (request) => mutating(() => exposePort(context, request.params.name, request.body, actorOf(request)))());
+
+  app.delete<{ Params: VmPortParams; Querystring: UnexposeQuery }>('/api/v1/vms/:name/ports/:port', {
+    schema: { params: VmPortParams, querystring: UnexposeQuery, response: { 200: VmView, ...errors } },
+  }, (request) => mutating(() => unexposePort(context, request.params.name, { port: request.params.port, protocol: request.query.protocol }, actorOf(request)))());
+
+  app.get('/api/v1/networks', { schema: { response: { 200: Type.Array(NetworkView) } } }, async () => listNetworks(context));
+
+  app.post<{ Body: CreateNetworkBody }>('/api/v1/networks', { schema: { body: CreateNetworkBody, response: { 201: NetworkView, ...errors } } },
+    (request, reply) => mutating(async () => reply.status(201).send(await createNetwork(context, request.body, actorOf(request))))());
+
+  app.delete<{ Params: NameParams }>('/api/v1/networks/:name', { schema: { params: NameParams, response: { 204: Type.Null(), ...errors } } },
+    (request, reply) => mutating(async () => {
+      await deleteNetwork(context, request.params.name, actorOf(request));
+      return reply.status(204).send();
+    })());
 
   app.get('/api/v1/volumes', { schema: { response: { 200: Type.Array(VolumeView) } } }, async () => listVolumes(context));
 

@@ -17,6 +17,8 @@ export const DeployBody = Type.Object({
   storage: Type.Optional(size),
   attach: Type.Optional(Type.Array(name, { maxItems: 64 })),
   volume: Type.Optional(name),
+  network: Type.Optional(Type.String({ minLength: 1, maxLength: 300, description: 'A named network, or default for the default bridge' })),
+  expose: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 32, description: '[HOST:]PORT, forwarded over TCP' }), { maxItems: 64 })),
 }, { additionalProperties: false });
 export type DeployBody = Static<typeof DeployBody>;
 
@@ -31,6 +33,33 @@ export type ResizeBody = Static<typeof ResizeBody>;
 
 export const AttachBody = Type.Object({ volume: name }, { additionalProperties: false });
 export type AttachBody = Static<typeof AttachBody>;
+
+export const CreateNetworkBody = Type.Object({
+  name,
+  subnet: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'A private IPv4 subnet of /16 to /29, such as 10.201.7.0/24; default: a free /24 of 10.201.0.0/16' })),
+}, { additionalProperties: false });
+export type CreateNetworkBody = Static<typeof CreateNetworkBody>;
+
+const protocol = Type.String({ minLength: 1, maxLength: 16, description: 'tcp (the default) or udp' });
+
+export const ExposeBody = Type.Object({
+  port: Type.String({ minLength: 1, maxLength: 32, description: '[HOST:]PORT: the host port, and the VM port when it differs' }),
+  protocol: Type.Optional(protocol),
+}, { additionalProperties: false });
+export type ExposeBody = Static<typeof ExposeBody>;
+
+export const VmPortParams = Type.Object({ name: Type.String({ maxLength: 300 }), port: Type.String({ maxLength: 32 }) });
+export type VmPortParams = Static<typeof VmPortParams>;
+
+export const UnexposeQuery = Type.Object({ protocol: Type.Optional(protocol) }, { additionalProperties: false });
+export type UnexposeQuery = Static<typeof UnexposeQuery>;
+
+export const NetworkView = Type.Object({
+  name: Type.String(),
+  subnet: Type.String(),
+  bridge: Type.String(),
+  vm_count: Type.Integer(),
+}, { additionalProperties: false });
 
 export const NameParams = Type.Object({ name: Type.String({ maxLength: 300 }) });
 export type NameParams = Static<typeof NameParams>;
@@ -73,6 +102,8 @@ export const VmView = Type.Object({
   image: Type.String(),
   root_volume: Type.Union([Type.String(), Type.Null()]),
   volumes: Type.Array(Type.Object({ name: Type.String(), type: Type.String(), role: Type.String(), size: Type.String() })),
+  network: Type.String(),
+  ports: Type.Array(Type.Object({ host_port: Type.Integer(), vm_port: Type.Integer(), protocol: Type.String() })),
   created_at: Type.String(),
 }, { additionalProperties: false });
 

@@ -5,6 +5,7 @@ import { loadConfig, type Config } from '../config.js';
 import { openDatabase } from '../db/database.js';
 import { Store } from '../db/store.js';
 import type { Context } from '../domain/context.js';
+import { restoreHostNetwork } from '../domain/networks.js';
 import { reconcile, recoverOperations, type ReconcileReport } from '../domain/recovery.js';
 import { SistemoError, invalid } from '../errors.js';
 import { chooseAccelerator, type AcceleratorChoice } from '../engine/accelerator.js';
@@ -97,10 +98,11 @@ export async function runDaemon(options: { dataDir: string }): Promise<number> {
   log.info({ dataDir: paths.root, pid: process.pid }, 'daemon starting');
   const context = await createContext(paths, config, log);
   await context.network.ensureBridge(context.bridge, context.subnet);
-  await context.network.applyNat(config.nat, context.bridge, context.subnet);
 
   await recoverOperations(context);
   let lastReport: ReconcileReport | undefined = await reconcile(context);
+  // After recovery, so that exposures follow the VM states it settled.
+  await restoreHostNetwork(context);
   const inFlight = { count: 0 };
   const app = await buildApp(context, {
     lastReconcile: () => lastReport,

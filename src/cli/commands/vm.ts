@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
 import { Command } from 'commander';
 import { SistemoError } from '../../errors.js';
-import type { VmView, VolumeView } from '../../domain/views.js';
+import type { VmDetails } from '../../domain/networks.js';
+import type { VolumeView } from '../../domain/views.js';
 import { sizeHelp } from '../../domain/size.js';
 import { sshClientOptions } from '../../engine/ssh.js';
 import { note, printJson, printLine, printTable } from '../output.js';
@@ -9,10 +10,15 @@ import { absoluteIfPath, confirm, outputFormat, withClient } from '../shared.js'
 
 const segment = (name: string) => encodeURIComponent(name);
 
-function printVm(command: Command, vm: VmView): void {
+/** Formats exposed ports as `8080->80/tcp, 5353->53/udp`, or `-` when there are none. */
+export function portsText(ports: VmDetails['ports']): string {
+  return ports.map((port) => `${port.host_port}->${port.vm_port}/${port.protocol}`).join(', ') || '-';
+}
+
+function printVm(command: Command, vm: VmDetails): void {
   if (outputFormat(command) === 'json') return printJson(vm);
   const rows: [string, string][] = [
-    ['Name', vm.name], ['Status', vm.status], ['IP', vm.ip ?? '-'], ['vCPUs', String(vm.vcpus)],
+    ['Name', vm.name], ['Status', vm.status], ['Network', vm.network], ['IP', vm.ip ?? '-'], ['Ports', portsText(vm.ports)], ['vCPUs', String(vm.vcpus)],
     ['Memory', vm.memory], ['Image', vm.image], ['Root volume', vm.root_volume ?? '-'],
     ['Volumes', vm.volumes.map((volume) => `${volume.name} (${volume.role}, ${volume.size})`).join(', ') || '-'],
     ['Created', vm.created_at],
@@ -37,6 +43,17 @@ function runSsh(args: string[]): Promise<number> {
   });
 }
 
+interface DeployOptions {
+  name?: string;
+  vcpus?: number;
+  memory?: string;
+  storage?: string;
+  attach?: string;
+  volume?: string;
+  network?: string;
+  expose?: string[];
+}
+
 export function vmCommand(setExitCode: (code: number) => void): Command {
   const vm = new Command('vm').alias('machine').description('create, run and remove virtual machines');
 
@@ -52,7 +69,9 @@ export function vmCommand(setExitCode: (code: number) => void): Command {
     .option('--storage <size>', `root volume size (default 2G or the image size), ${sizeHelp}`)
     .option('--attach <volumes>', 'data volumes to attach, comma-separated')
     .option('--volume <volume>', 'boot from this existing detached root volume instead of an image')
-    .action(async (image: string | undefined, options: { name?: string; vcpus?: number; memory?: string; storage?: string; attach?: string; volume?: string }, command: Command) => {
+    .option('--network <network>', 'named network to join (default: the default bridge)')
+    .option('--expose <[host:]port>', 'forward a host TCP port to the VM; repeatable', (value: string, previous: string[] = []) => [...previous, value])
+    .action(async (image: string | undefined, options: DeployOptions, command: Command) => {
       const body = {
         image: options.volume ? undefined : absoluteIfPath(image ?? 'debian'),
         name: options.name,
@@ -61,16 +80,19 @@ export function vmCommand(setExitCode: (code: number) => void): Command {
         storage: options.storage,
         attach: options.attach ? options.attach.split(',').map((name) => name.trim()) : undefined,
         volume: options.volume,
+        network: options.network,
+        expose: options.expose,
       };
       if (options.volume && image) note(`Booting from volume ${options.volume}; the image argument "${image}" is ignored`);
-      const created = await withClient(command, (client) => client.callWithProgress<VmView>('POST', '/api/v1/vms', body, note));
+      const created = await withClient(command, (client) => client.callWithProgress<VmDetails>('POST', '/api/v1/vms', body, note));
       if (outputFormat(command) === 'json') return printJson(created);
       printLine(`VM ${created.name} is running at ${created.ip} with root volume ${created.root_volume}`);
+      if (created.ports.length > 0) printLine(`Exposed ports: ${portsText(created.ports)}`);
     });
 
   vm.command('list').alias('ls').description('list VMs')
     .action(async (_options: unknown, command: Command) => {
-      const vms = await withClient(command, (client) => client.call<VmView[]>('GET', '/api/v1/vms'));
+      const vms = await withClient(command, (client) => client.call<VmDetails[]>('GET', '/api/v1/vms'));
       if (outputFormat(command) === 'json') return printJson(vms);
       printTable(['NAME', 'STATUS', 'IP', 'VCPUS', 'MEMORY', 'ROOT VOLUME', 'IMAGE'],
         vms.map((item) => [item.name, item.status, item.ip ?? '-', String(item.vcpus), item.memory, item.root_volume ?? '-', item.image]));
@@ -78,26 +100,26 @@ export function vmCommand(setExitCode: (code: number) => void): Command {
 
   vm.command('status').alias('show').description('show one VM').argument('<vm>')
     .action(async (name: string, _options: unknown, command: Command) => {
-      printVm(command, await withClient(command, (client) => client.call<VmView>('GET', `/api/v1/vms/${segment(name)}`)));
+      printVm(command, await withClient(command, (client) => client.call<VmDetails>('GET', `/api/v1/vms/${segment(name)}`)));
     });
 
   vm.command('start').description('boot a stopped VM with the volumes recorded for it').argument('<vm>')
     .action(async (name: string, _options: unknown, command: Command) => {
-      const started = await withClient(command, (client) => client.callWithProgress<VmView>('POST', `/api/v1/vms/${segment(name)}/start`, undefined, note));
+      const started = await withClient(command, (client) => client.callWithProgress<VmDetails>('POST', `/api/v1/vms/${segment(name)}/start`, undefined, note));
       if (outputFormat(command) === 'json') return printJson(started);
       printLine(`VM ${started.name} is running at ${started.ip}`);
     });
 
   vm.command('stop').description('power a VM off (ACPI, then a forced stop after stop_timeout_sec)').argument('<vm>')
     .action(async (name: string, _options: unknown, command: Command) => {
-      const stopped = await withClient(command, (client) => client.call<VmView>('POST', `/api/v1/vms/${segment(name)}/stop`));
+      const stopped = await withClient(command, (client) => client.call<VmDetails>('POST', `/api/v1/vms/${segment(name)}/stop`));
       if (outputFormat(command) === 'json') return printJson(stopped);
       printLine(`VM ${stopped.name} is stopped`);
     });
 
   vm.command('restart').description('stop and start a VM').argument('<vm>')
     .action(async (name: string, _options: unknown, command: Command) => {
-      const started = await withClient(command, (client) => client.callWithProgress<VmView>('POST', `/api/v1/vms/${segment(name)}/restart`, undefined, note));
+      const started = await withClient(command, (client) => client.callWithProgress<VmDetails>('POST', `/api/v1/vms/${segment(name)}/restart`, undefined, note));
       if (outputFormat(command) === 'json') return printJson(started);
       printLine(`VM ${started.name} is running at ${started.ip}`);
     });
@@ -125,6 +147,27 @@ export function vmCommand(setExitCode: (code: number) => void): Command {
       const target = await withClient(command, (client) => client.call<SshInfo>('GET', `/api/v1/vms/${segment(name)}/ssh`));
       const remote = argv.map(shellQuote).join(' ');
       setExitCode(await runSsh([...sshClientOptions(target.identity_file, target.connect_timeout_sec), `${target.user}@${target.host}`, '--', remote]));
+    });
+
+  vm.command('expose').description('forward a host port to a VM (applied while the VM runs)').argument('<vm>')
+    .requiredOption('--port <[host:]port>', 'host port, and the VM port when it differs, such as 8080:80')
+    .option('--protocol <protocol>', 'tcp or udp', 'tcp')
+    .action(async (name: string, options: { port: string; protocol: string }, command: Command) => {
+      const body = { port: options.port, protocol: options.protocol };
+      const exposed = await withClient(command, (client) => client.call<VmDetails>('POST', `/api/v1/vms/${segment(name)}/ports`, body));
+      if (outputFormat(command) === 'json') return printJson(exposed);
+      const when = exposed.status === 'running' ? '' : '; the rule is applied when the VM starts';
+      printLine(`VM ${exposed.name} exposes ${portsText(exposed.ports)}${when}`);
+    });
+
+  vm.command('unexpose').description('stop forwarding a host port to a VM').argument('<vm>')
+    .requiredOption('--port <host>', 'the host port')
+    .option('--protocol <protocol>', 'tcp or udp', 'tcp')
+    .action(async (name: string, options: { port: string; protocol: string }, command: Command) => {
+      const query = `?protocol=${encodeURIComponent(options.protocol)}`;
+      const changed = await withClient(command, (client) => client.call<VmDetails>('DELETE', `/api/v1/vms/${segment(name)}/ports/${segment(options.port)}${query}`));
+      if (outputFormat(command) === 'json') return printJson(changed);
+      printLine(`Host port ${options.port}/${options.protocol} no longer forwards to VM ${changed.name}`);
     });
 
   const volume = vm.command('volume').description('attach and detach data volumes of a stopped VM');
