@@ -43,7 +43,8 @@ export class SistemoError extends Error {
   readonly details: Record<string, unknown>;
 
   constructor(code: ErrorCode, message: string, options: { cause?: unknown; details?: Record<string, unknown> } = {}) {
-    super(message, { cause: options.cause });
+    // Values from users end up in messages, so control characters are escaped: a message stays one line.
+    super(message.replace(/[\u0000-\u001f\u007f]/g, (character) => JSON.stringify(character).slice(1, -1)), { cause: options.cause });
     this.name = 'SistemoError';
     this.code = code;
     this.details = options.details ?? {};

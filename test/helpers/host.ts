@@ -138,7 +138,10 @@ export class TestHost {
   /** Waits for the daemon to exit and returns its exit code. */
   async waitDaemonExit(timeoutMs = 120_000): Promise<number | null> {
     if (!this.daemonExit) return null;
-    const result = await Promise.race([this.daemonExit, sleep(timeoutMs).then(() => 'timeout' as const)]);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), timeoutMs); });
+    // The timer is cleared either way, so a finished test file does not wait for it.
+    const result = await Promise.race([this.daemonExit, timeout]).finally(() => clearTimeout(timer));
     if (result === 'timeout') throw new Error('daemon did not exit in time');
     this.daemon = undefined;
     return result;
