@@ -16,7 +16,8 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
     .version('0.5.0')
     .addOption(new Option('-o, --output <format>', 'output format for list, status, show and history').choices(['table', 'json']))
     .option('--data-dir <dir>', 'data directory (default ~/.sistemo of the invoking user, or SISTEMO_DATA_DIR)')
-    .showHelpAfterError('(run with --help for usage)')
+    // Usage errors stay one line: no help text or suggestion after them.
+    .showSuggestionAfterError(false)
     .enablePositionalOptions(false)
     .exitOverride();
   const commands = [
@@ -27,6 +28,7 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
   // Every subcommand exits through the same override, so usage errors get exit code 2.
   const applyOverride = (command: Command) => {
     command.exitOverride();
+    command.showSuggestionAfterError(false);
     command.commands.forEach(applyOverride);
   };
   applyOverride(program);
