@@ -8,7 +8,7 @@
  *
  * Every daemon and VM runs in a network namespace that the bench creates and removes.
  */
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import { ensureTestImage } from '../test/helpers/host.js';
@@ -74,16 +74,12 @@ function parseArguments(argv: readonly string[]): Options {
   return options;
 }
 
-/** Returns the first line a tool prints for its version, or "unknown". */
+/** Returns the first line a tool prints for its version on stdout or stderr (mke2fs uses stderr), or "unknown". */
 function toolVersion(argv: string[]): string {
-  try {
-    const [command, ...args] = argv;
-    const output = execFileSync(command!, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    return output.split('\n')[0]?.trim() || 'unknown';
-  } catch (error) {
-    const stderr = (error as { stderr?: string }).stderr ?? '';
-    return stderr.split('\n')[0]?.trim() || 'unknown';
-  }
+  const [command, ...args] = argv;
+  const result = spawnSync(command!, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const output = `${result.stdout ?? ''}${result.stderr ?? ''}`;
+  return output.split('\n')[0]?.trim() || 'unknown';
 }
 
 function describeMachine() {
