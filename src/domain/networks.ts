@@ -147,8 +147,8 @@ function networkView(context: Context, name: string): NetworkView {
 
 /**
  * Creates a named network: its row, its bridge, and the firewall rules that isolate it. On a
- * failure after the row exists, the bridge and the row are removed again, so nothing is left
- * half-created; a crash in between is repaired at the next daemon start.
+ * failure after the row exists, the bridge and the row are removed again. A crash in between
+ * leaves a row without a bridge, which the next daemon start repairs.
  */
 export async function createNetwork(context: Context, request: { name: string; subnet?: string }, actor: Actor): Promise<NetworkView> {
   return audited(context, { actor, action: 'network.create', target: request.name, details: { subnet: request.subnet ?? null } }, async (details) => {
@@ -208,7 +208,7 @@ export async function deleteNetwork(context: Context, name: string, actor: Actor
 }
 
 /**
- * Checks that host ports can be claimed: no other VM has them, and no host process holds them.
+ * Checks that host ports can be claimed: no other VM has them, and no host process uses them.
  * Runs before anything is created; the database's primary key settles a race between two
  * requests.
  */
@@ -289,7 +289,7 @@ export function desiredFirewall(context: Context): FirewallState {
 const firewallQueues = new WeakMap<Context, Promise<void>>();
 
 /**
- * Replaces Sistemo's nftables table with the rules the database asks for now. Calls run one
+ * Replaces Sistemo's nftables table with the rules that the database records now require. Calls run one
  * at a time, and each reads the database when its turn comes, so the last one to finish
  * always applies the newest state.
  */
@@ -311,8 +311,8 @@ export function syncFirewall(context: Context): Promise<void> {
 }
 
 /**
- * Syncs the firewall after a VM changed state. The VM change stands even if this fails, so
- * the failure is logged; the next change or daemon start applies the rules again.
+ * Syncs the firewall after a VM changed state. The VM change is kept even if this fails, so
+ * the failure is only logged, and the next change or daemon start applies the rules again.
  */
 export async function syncFirewallAfter(context: Context, vmName: string): Promise<void> {
   try {

@@ -22,7 +22,7 @@ export interface FirewallState {
   nat: boolean;
   /** The default bridge first, then named networks. */
   networks: readonly FirewallNetwork[];
-  /** Exposures of running VMs only; a stopped VM has no rules. */
+  /** Exposures of running VMs only, because a stopped VM has no rules. */
   exposures: readonly FirewallExposure[];
 }
 
@@ -60,7 +60,7 @@ function dnatRules(exposures: readonly FirewallExposure[]): string[] {
  *   and from the default one. VMs on one bridge talk at layer 2 and never reach this chain.
  * - prerouting and output: DNAT of exposed ports, for other hosts and for the host itself.
  * - postrouting: connections the host opens from 127.0.0.1 to an exposed port get the bridge
- *   address as source, since a VM cannot answer 127.0.0.1. With `nat`, each subnet is
+ *   address as source, because a VM cannot reply to 127.0.0.1. With `nat`, each subnet is
  *   masqueraded when it leaves through a non-Sistemo interface.
  * - guard: the bridges have route_localnet on, which the 127.0.0.1 path needs for routing.
  *   Loopback addresses arriving on a bridge are dropped before conntrack, so a VM cannot use

@@ -27,7 +27,7 @@ export interface Network {
 
 /** Host settings that go with a ruleset. */
 export interface FirewallSettings {
-  /** Turns on IPv4 forwarding, which NAT and exposures to other hosts need; it is never turned off. */
+  /** Turns on IPv4 forwarding, which NAT and exposures to other hosts need. It is never turned off. */
   forwarding: boolean;
   /** Bridges that get route_localnet, so the host reaches exposed ports at 127.0.0.1. */
   localnetBridges: readonly string[];
@@ -43,7 +43,7 @@ export interface HostNetwork extends Network {
   namedBridges(): Promise<string[]>;
   /** Replaces the whole Sistemo nftables table with `ruleset` in one transaction. */
   applyFirewall(ruleset: string, settings: FirewallSettings): Promise<void>;
-  /** Returns whether a host process holds the port (a listening TCP socket, any UDP socket). */
+  /** Returns whether a host process uses the port (a listening TCP socket, any bound UDP socket). */
   portInUse(port: number, protocol: Protocol): Promise<boolean>;
 }
 

@@ -15,7 +15,7 @@ async function vmConnects(host: TestHost, vm: string, ip: string, port: number):
   return result.code === 0;
 }
 
-/** Reads the first bytes that ADDRESS:PORT sends, from inside the namespace; '' when nothing answers. */
+/** Reads the first 7 bytes that ADDRESS:PORT sends, from inside the namespace, or '' when nothing replies. */
 async function banner(host: TestHost, address: string, port: number): Promise<string> {
   const result = await host.inNetns(['timeout', '5', 'bash', '-c', `exec 3<>/dev/tcp/${address}/${port} && head -c 7 <&3`]);
   return result.code === 0 ? result.stdout : '';
