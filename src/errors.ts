@@ -56,10 +56,17 @@ export class CommandError extends Error {
   readonly argv: readonly string[];
   readonly exitCode: number | null;
   readonly stderrTail: string;
+  /** The signal that ended the child, if any. */
+  readonly signal: string | null;
+  /** Whether the runner killed the child because it ran past its time limit. */
+  readonly timedOut: boolean;
 
-  constructor(argv: readonly string[], exitCode: number | null, stderr: string, cause?: unknown) {
+  constructor(argv: readonly string[], exitCode: number | null, stderr: string, options: { cause?: unknown; signal?: string | null; timedOut?: boolean } = {}) {
     const tool = argv[0] ?? 'command';
-    super(`${tool} failed with exit code ${exitCode ?? 'none'}`, { cause });
+    const how = options.timedOut ? 'timed out' : options.signal ? `was killed by ${options.signal}` : `failed with exit code ${exitCode ?? 'none'}`;
+    super(`${tool} ${how}`, { cause: options.cause });
+    this.signal = options.signal ?? null;
+    this.timedOut = options.timedOut ?? false;
     this.name = 'CommandError';
     this.argv = argv;
     this.exitCode = exitCode;

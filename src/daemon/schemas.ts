@@ -3,7 +3,7 @@ import { Type, type Static } from '@sinclair/typebox';
 /** Request and response shapes of /api/v1. They feed validation and the OpenAPI description. */
 
 const name = Type.String({ minLength: 1, maxLength: 300, description: 'A name: lowercase letters, digits and inner hyphens, 1 to 63 characters' });
-const size = Type.String({ minLength: 1, maxLength: 64, description: 'A size such as 5G or 512M; all units are powers of 1024' });
+const size = Type.String({ maxLength: 64, description: 'A size such as 5G or 512M; all units are powers of 1024' });
 
 export const ErrorBody = Type.Object({
   error: Type.Object({ code: Type.String(), message: Type.String() }),

@@ -126,7 +126,7 @@ export async function resizeVolume(context: Context, name: string, sizeText: str
       await growVolume(context, operation, data);
     } catch (error) {
       if (error instanceof FilesystemCheckError || !operation) {
-        // Nothing was changed: the check runs before the file is touched.
+        // Neither the file size nor the filesystem size changed: the check runs first.
         context.store.setVolumeState(volume.id, 'ready');
         operation?.failed(error);
       } else {
@@ -134,7 +134,7 @@ export async function resizeVolume(context: Context, name: string, sizeText: str
       }
       if (error instanceof FilesystemCheckError) {
         context.log.error({ volume: name, argv: error.cause instanceof CommandError ? error.cause.argv : undefined, output: error.cause instanceof CommandError ? error.cause.stderrTail : undefined }, 'filesystem check failed before resize');
-        throw new SistemoError('wrong_state', `Cannot resize volume "${name}": its filesystem has errors that need a manual check, the volume was not changed: run e2fsck -f ${file} while no VM uses it`, { cause: error });
+        throw new SistemoError('wrong_state', `Cannot resize volume "${name}": its filesystem has errors that need a manual check, so it was not resized: run e2fsck -f ${file} while no VM uses it`, { cause: error });
       }
       throw error;
     }

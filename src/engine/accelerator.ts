@@ -60,7 +60,7 @@ async function probeKvm(kernel: string, runner: CommandRunner): Promise<Accelera
     if (error instanceof CommandError) {
       return {
         accelerator: 'tcg',
-        reason: `/dev/kvm exists but a stock guest kernel does not boot under KVM here (probe ${error.exitCode === 128 ? `timed out after ${probeTimeoutMs / 1000} s` : 'failed'})`,
+        reason: `/dev/kvm exists but a stock guest kernel does not boot under KVM here (the probe boot ${error.timedOut ? `timed out after ${probeTimeoutMs / 1000} s` : error.signal ? `was killed by ${error.signal}` : `exited with code ${error.exitCode}`})`,
       };
     }
     throw error;

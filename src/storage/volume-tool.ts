@@ -10,7 +10,10 @@ export interface FilesystemInfo {
   bytes: number;
 }
 
-/** A volume's filesystem failed its check, so nothing was changed. The tool output is in `cause`. */
+/**
+ * A volume's filesystem has errors that `e2fsck -p` does not fix unattended, so it was not resized.
+ * e2fsck may still have replayed the journal or marked the superblock. The tool output is in `cause`.
+ */
 export class FilesystemCheckError extends SistemoError {
   constructor(file: string, cause: CommandError) {
     super('wrong_state', 'the filesystem check found errors it cannot repair safely', { cause, details: { file } });
@@ -55,7 +58,9 @@ export class Ext4VolumeTool implements VolumeTool {
     } finally {
       await handle.close();
     }
-    await this.runner.run(['mkfs.ext4', '-q', '-F', '-m', '0', '-L', label.slice(0, 16), '--', file]);
+    // 4 KiB blocks whatever the size: mke2fs picks 1 KiB blocks below 512 MiB, and resize2fs -z
+    // (e2fsprogs 1.47.0) leaves such a filesystem with an invalid resize inode.
+    await this.runner.run(['mkfs.ext4', '-q', '-F', '-b', '4096', '-m', '0', '-L', label.slice(0, 16), '--', file]);
   }
 
   async fileSize(file: string): Promise<number> {

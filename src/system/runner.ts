@@ -65,22 +65,26 @@ export class ProcessRunner implements CommandRunner {
         emitLines(chunk);
       });
       if (options.input !== undefined) child.stdin?.end(options.input);
+      let timedOut = false;
       const timer = options.timeoutMs
-        ? setTimeout(() => child.kill('SIGKILL'), options.timeoutMs)
+        ? setTimeout(() => {
+          timedOut = true;
+          child.kill('SIGKILL');
+        }, options.timeoutMs)
         : undefined;
       child.on('spawn', () => {
         if (child.pid !== undefined) options.onSpawn?.(child.pid);
       });
       child.on('error', (error) => {
         clearTimeout(timer);
-        reject(new CommandError(argv, null, stderr, error));
+        reject(new CommandError(argv, null, stderr, { cause: error }));
       });
       child.on('close', (code, signal) => {
         clearTimeout(timer);
         if (pending && options.onLine) options.onLine(pending);
         const exitCode = code ?? (signal ? 128 : -1);
         if (okExitCodes.includes(exitCode)) resolve({ stdout, stderr, exitCode });
-        else reject(new CommandError(argv, exitCode, stderr));
+        else reject(new CommandError(argv, exitCode, stderr, { signal, timedOut }));
       });
     });
   }
