@@ -21,7 +21,8 @@ export class Operation {
   }
 
   step(name: string): void {
-    this.context.store.setOperationStep(this.id, name);
+    // `begin` already wrote 'recorded', and each journal write costs an fsync.
+    if (name !== 'recorded') this.context.store.setOperationStep(this.id, name);
     this.context.checkpoint(this.kind, name);
   }
 
