@@ -28,8 +28,11 @@ export interface DaemonInfo {
 /** Request bodies are small JSON documents; anything larger is refused before parsing. */
 const bodyLimitBytes = 64 * 1024;
 
+/** Returns whether a connection comes from this host: the Unix socket or any loopback address. */
 function isLocalAddress(address: string | undefined): boolean {
-  return address === undefined || address === '127.0.0.1' || address === '::1' || address === '::ffff:127.0.0.1';
+  if (address === undefined || address === '::1') return true;
+  const ipv4 = address.startsWith('::ffff:') ? address.slice('::ffff:'.length) : address;
+  return ipv4.startsWith('127.');
 }
 
 function clientKey(request: FastifyRequest): string {
@@ -55,6 +58,15 @@ function presentedKey(request: FastifyRequest): string | undefined {
 function actorOf(request: FastifyRequest): string {
   const address = request.socket.remoteAddress;
   return address === undefined ? 'local' : isLocalAddress(address) ? `local:${address}` : `remote:${address}`;
+}
+
+/** Sets the headers every response carries, errors included. */
+function setSecurityHeaders(reply: FastifyReply): void {
+  reply.header('x-content-type-options', 'nosniff');
+  reply.header('x-frame-options', 'DENY');
+  reply.header('content-security-policy', "default-src 'none'; frame-ancestors 'none'");
+  reply.header('referrer-policy', 'no-referrer');
+  reply.header('cache-control', 'no-store');
 }
 
 function sendError(reply: FastifyReply, error: SistemoError): FastifyReply {
@@ -103,6 +115,24 @@ export async function buildApp(context: Context, info: DaemonInfo, options: { lo
     bodyLimit: bodyLimitBytes,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
     disableRequestLogging: true,
+    // Names are validated by the domain with a clear message, so long ones must reach it.
+    maxParamLength: 1024,
+    // Errors Fastify raises before routing (a bad percent-encoding) get the API's error shape.
+    frameworkErrors: (error, _request, reply: FastifyReply) => {
+      // These replies skip the onSend hook, so the headers are set here.
+      setSecurityHeaders(reply);
+      void reply.status(400).send({ error: { code: 'invalid_argument', message: `Invalid request: ${error.message}` } });
+    },
+    // A request the HTTP parser rejects (an unknown method, a broken header) never reaches
+    // Fastify; it still gets a JSON error in the API's shape.
+    clientErrorHandler: (_error, socket) => {
+      const body = JSON.stringify({ error: { code: 'invalid_argument', message: 'Invalid request: the HTTP request could not be parsed' } });
+      if (socket.writable) {
+        socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`);
+      } else {
+        socket.destroy();
+      }
+    },
   });
   const limiter = new RateLimiter(context.config.rate_limit_rps, context.config.rate_limit_burst);
   const pruneTimer = setInterval(() => limiter.prune(), 10_000);
@@ -134,11 +164,7 @@ export async function buildApp(context: Context, info: DaemonInfo, options: { lo
   });
 
   app.addHook('onSend', async (_request, reply, payload) => {
-    reply.header('x-content-type-options', 'nosniff');
-    reply.header('x-frame-options', 'DENY');
-    reply.header('content-security-policy', "default-src 'none'; frame-ancestors 'none'");
-    reply.header('referrer-policy', 'no-referrer');
-    reply.header('cache-control', 'no-store');
+    setSecurityHeaders(reply);
     return payload;
   });
 

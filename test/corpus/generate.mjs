@@ -500,27 +500,8 @@ for (const [kind, args] of Object.entries({ status: ['vm', 'status', 'ghost'], s
   addCli(`cli-missing-${kind}`, { args, expectExit: 1 });
 }
 
-// Known bugs: entries that fail today carry the reason, and the test marks them as todo.
-const todo = {
-  paramLength: 'a path segment over 100 characters gets 414 with Fastify\'s own error body, not the API error shape (maxParamLength and frameworkErrors are not set)',
-  badUrl: 'a malformed %-escape in the path gets Fastify\'s own error body, not the API error shape (frameworkErrors is not set)',
-  clientError: 'a request that the HTTP parser rejects gets Fastify\'s default client error body, not the API error shape',
-  rawMessage: 'image errors quote the image reference raw, so a newline in it reaches the one-line message',
-  cliHint: 'some usage errors print a second stderr line: "(run with --help for usage)" after a top-level option error, "(Did you mean ...?)" after an unknown command',
-  cli414: 'a 300-character name in a URL path gets 414 from Fastify, so the CLI prints "The daemon answered with HTTP 414" and exits 1',
-};
-const longSegment = (target) => target.split('?')[0].split('/').some((part) => part.length > 100);
-for (const entry of http) {
-  if (longSegment(entry.path)) entry.todo = todo.paramLength;
-  if (['raw-badEscape', 'raw-lonePercent', 'raw-overlongUtf8'].includes(entry.id)) entry.todo = todo.badUrl;
-  if (entry.id === 'method-unknown-verb') entry.todo = todo.clientError;
-  if (entry.id === 'image-newline') entry.todo = todo.rawMessage;
-}
-const pathNameCommands = ['status', 'start', 'stop', 'restart', 'delete', 'ssh', 'exec', 'attachVm', 'detachVm', 'detachVolume', 'volumeShow', 'volumeResize', 'volumeDelete'];
-for (const entry of cli) {
-  if (entry.id === 'cli-flag-outputYaml' || entry.id === 'cli-flag-unknownCommand') entry.todo = todo.cliHint;
-  if (pathNameCommands.some((kind) => entry.id === `cli-name-${kind}-2`)) entry.todo = todo.cli414;
-}
+// Known bugs: an entry that fails today gets `todo` with the reason, and the test marks it as
+// todo. None is open now.
 
 writeFileSync(path.join(here, 'http.json'), `${JSON.stringify(http, null, 1)}\n`);
 writeFileSync(path.join(here, 'cli.json'), `${JSON.stringify(cli, null, 1)}\n`);
