@@ -28,7 +28,13 @@ export async function recoverOperations(context: Context): Promise<void> {
       await recoverOne(context, operation);
     } catch (error) {
       context.log.error({ operation: operation.id, kind: operation.kind, err: error }, 'recovery of an interrupted operation failed');
-      context.store.finishOperation(operation.id, 'failed', `recovery failed: ${(error as Error).message}`);
+      context.store.transaction(() => {
+        // A volume left busy could never be used again: mark it error, with where to look.
+        if (operation.volume_id && context.store.getVolumeById(operation.volume_id)?.state === 'busy') {
+          context.store.setVolumeState(operation.volume_id, 'error', `recovery of an interrupted ${operation.kind} failed: see operation ${operation.id} in ${context.paths.log}`);
+        }
+        context.store.finishOperation(operation.id, 'failed', `recovery failed: ${(error as Error).message}`);
+      });
     }
   }
 }

@@ -153,4 +153,21 @@ describe('recoverOperations', () => {
     assert.equal(bed.store.findVm('web')?.status, 'stopped');
     assert.equal(bed.store.findVolume('web-root')?.state, 'ready');
   }));
+
+  test('failed recovery marks the volume error', () => withTestBed(async (bed) => {
+    const volume = seedVolume(bed, 'appdata');
+    bed.volumes.addFile(bed.paths.volumeFile(volume.id), GiB);
+    bed.store.claimVolume(volume.id);
+    const operationId = bed.store.beginOperation('volume.resize', { volumeId: volume.id }, { volumeId: volume.id, oldSize: GiB, newSize: 2 * GiB });
+    bed.store.setOperationStep(operationId, 'file_grown');
+    bed.volumes.failures.set('filesystemInfo', new Error('dumpe2fs failed'));
+    bed.volumes.failures.set('fileSize', new Error('stat failed'));
+
+    await recoverOperations(bed.context);
+
+    const after = bed.store.findVolume('appdata');
+    assert.equal(after?.state, 'error');
+    assert.match(after?.state_message ?? '', /recovery of an interrupted volume.resize failed/);
+    assert.equal(operation(bed, operationId)?.state, 'failed');
+  }));
 });
