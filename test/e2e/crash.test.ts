@@ -30,7 +30,7 @@ const MiB = 1024 * 1024;
 interface VolumeJson { name: string; id: string; size_bytes: number; status: string; attached_to: string | null; type: string }
 interface VmJson { name: string; id: string; status: string; root_volume: string | null }
 
-/** Turns a journal step into a part of a VM or volume name, which cannot hold underscores. */
+/** Turns a journal step into a part of a VM or volume name, which cannot contain underscores. */
 function slug(step: string): string {
   return step.replaceAll('_', '-');
 }
@@ -105,7 +105,7 @@ test('crash recovery of journaled operations', { timeout: 10 * 60_000 }, async (
   const imageInittab = await fileSha256(image, 'etc/inittab');
   const host = await TestHost.create({
     withImage: true,
-    // A busybox guest that has not booted yet ignores the ACPI power button, so stops are cut short.
+    // A busybox guest that has not booted yet ignores the ACPI power button, so a short stop timeout keeps such stops quick.
     config: { default_vcpus: 1, default_memory: '256M', stop_timeout_sec: 2 },
   });
   // sha256 of data.bin on each data volume, written before the crash that concerns it.
@@ -150,16 +150,15 @@ test('crash recovery of journaled operations', { timeout: 10 * 60_000 }, async (
       { step: 'file_grown', completes: false },
       { step: 'filesystem_grown', completes: true },
     ];
-    // 512M and more: mkfs.ext4 gives smaller filesystems 1 KiB blocks, which the last case covers.
     for (const { step, completes } of resizeCases) {
       await t.test(`volume.resize crash at ${step} ${completes ? 'completes' : 'rolls back'}`, async () => {
         const name = `r-${slug(step)}`;
-        await host.ok('volume', 'create', '512M', '--name', name);
+        await host.ok('volume', 'create', '64M', '--name', name);
         await writeData(name);
         const file = volumeFile(host.dataDir, (await requireVolume(host, name)).id);
-        const journal = await crashAt(host, 'volume.resize', step, ['volume', 'resize', name, '1G']);
+        const journal = await crashAt(host, 'volume.resize', step, ['volume', 'resize', name, '256M']);
 
-        const expected = completes ? 1024 * MiB : 512 * MiB;
+        const expected = completes ? 256 * MiB : 64 * MiB;
         assert.equal(finalState(host, journal), completes ? 'done' : 'rolled_back');
         assert.equal(await fileSize(file), expected, 'file size');
         assert.equal(await filesystemBytes(file), expected, 'filesystem size');
@@ -171,7 +170,7 @@ test('crash recovery of journaled operations', { timeout: 10 * 60_000 }, async (
         assert.deepEqual(await fs.readdir(path.join(host.dataDir, 'undo')), [], 'resize undo files left');
         await assertConsistent(host);
 
-        const target = completes ? 2048 * MiB : 1024 * MiB;
+        const target = completes ? 512 * MiB : 256 * MiB;
         await host.ok('volume', 'resize', name, `${target / MiB}M`);
         assert.equal(await fileSize(file), target, 'file size after the second resize');
         assert.equal(await filesystemBytes(file), target, 'filesystem size after the second resize');
@@ -180,17 +179,6 @@ test('crash recovery of journaled operations', { timeout: 10 * 60_000 }, async (
         await assertDataIntact(name);
       });
     }
-
-    await t.test('volume.resize of a 1 KiB-block volume stays clean', {
-      todo: 'resize2fs -z (src/storage/volume-tool.ts growFilesystem) leaves "Resize inode not valid" on 1 KiB-block ext4 with e2fsprogs 1.47.0, so the next resize is refused',
-    }, async () => {
-      await host.ok('volume', 'create', '64M', '--name', 'small');
-      const file = volumeFile(host.dataDir, (await requireVolume(host, 'small')).id);
-      await host.ok('volume', 'resize', 'small', '128M');
-      assert.equal(await isCleanFilesystem(file), true, `e2fsck -fn ${file} found errors after the first resize`);
-      await host.ok('volume', 'resize', 'small', '256M');
-      assert.equal(await filesystemBytes(file), 256 * MiB);
-    });
 
     for (const step of ['recorded', 'file_removed']) {
       await t.test(`volume.delete crash at ${step} completes`, async () => {
@@ -290,6 +278,16 @@ test('crash recovery of journaled operations', { timeout: 10 * 60_000 }, async (
         if (!halts) await host.ok('vm', 'start', 's');
       });
     }
+
+    // The busybox image has 1 KiB blocks, and deploy grew it into s-root with resize2fs -z.
+    await t.test('root volume from busybox image resizes', {
+      todo: 'resize2fs -z (src/storage/volume-tool.ts growFilesystem) leaves "Resize inode not valid" on 1 KiB-block ext4 with e2fsprogs 1.47.0, so the next resize is refused',
+    }, async () => {
+      const file = volumeFile(host.dataDir, (await requireVolume(host, 's-root')).id);
+      assert.equal(await isCleanFilesystem(file), true, `e2fsck -fn ${file} found errors after deploy grew it`);
+      await host.ok('volume', 'resize', 's-root', '256M');
+      assert.equal(await filesystemBytes(file), 256 * MiB);
+    });
 
     // Each deploy attaches a fresh data volume. The VMs it leaves running serve the delete cases.
     const deploySteps = ['recorded', 'copied', 'volume_ready', 'network_ready', 'started'];
