@@ -24,9 +24,20 @@ import { finishDelete, rollbackDeploy, type DeleteData, type DeployData } from '
 export async function recoverOperations(context: Context): Promise<void> {
   for (const operation of context.store.runningOperations()) {
     context.log.warn({ operation: operation.id, kind: operation.kind, step: operation.step }, 'recovering an interrupted operation');
+    // The names are read first: a completed delete or a rolled-back deploy removes the rows.
+    const target = targetName(context, operation);
     try {
       await recoverOne(context, operation);
+      const outcome = context.store.getOperation(operation.id)?.state ?? 'unknown';
+      context.store.addAudit({
+        actor: 'recovery', action: `recover.${operation.kind}`, target, result: outcome === 'failed' ? 'failed' : 'ok',
+        details: { operation: operation.id, interrupted_at: operation.step, outcome }, error: null,
+      });
     } catch (error) {
+      context.store.addAudit({
+        actor: 'recovery', action: `recover.${operation.kind}`, target, result: 'failed',
+        details: { operation: operation.id, interrupted_at: operation.step }, error: (error as Error).message,
+      });
       context.log.error({ operation: operation.id, kind: operation.kind, err: error }, 'recovery of an interrupted operation failed');
       context.store.transaction(() => {
         // A volume left busy could never be used again: mark it error, with where to look.
@@ -37,6 +48,12 @@ export async function recoverOperations(context: Context): Promise<void> {
       });
     }
   }
+}
+
+function targetName(context: Context, operation: OperationRow): string {
+  const vm = operation.vm_id ? context.store.getVmById(operation.vm_id) : undefined;
+  const volume = operation.volume_id ? context.store.getVolumeById(operation.volume_id) : undefined;
+  return vm?.name ?? volume?.name ?? operation.vm_id ?? operation.volume_id ?? `operation ${operation.id}`;
 }
 
 async function waitForChild(context: Context, operation: OperationRow): Promise<void> {
@@ -76,6 +93,10 @@ async function recoverOne(context: Context, operation: OperationRow): Promise<vo
           context.store.setVmStatus(vm.id, ['starting', 'stopping'], pid === undefined ? 'stopped' : 'running');
         });
         if (pid === undefined) await context.network.deleteTap(vm.tap);
+        // The operation counts as done when the VM ended where it was asked to go.
+        const reached = (operation.kind === 'start') === (pid !== undefined);
+        context.store.finishOperation(operation.id, reached ? 'done' : 'rolled_back', reached ? null : interrupted.message);
+        return;
       }
       context.store.finishOperation(operation.id, 'rolled_back', interrupted.message);
       return;

@@ -150,8 +150,8 @@ export async function deployVm(context: Context, request: DeployRequest, actor: 
       if (image.name === 'file') await context.volumes.check(partial);
       if (storage > imageBytes) {
         await context.volumes.setFileSize(partial, storage);
-        await context.volumes.growFilesystem(partial, { undoFile: context.paths.resizeUndoFile(operation.id) });
-        await context.volumes.remove(context.paths.resizeUndoFile(operation.id));
+        // No undo file: the copy is new, and a failed or interrupted deploy deletes it.
+        await context.volumes.growFilesystem(partial, {});
       }
       await context.volumes.rename(partial, context.paths.volumeFile(volumeId));
       operation.step('volume_ready');

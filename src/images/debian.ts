@@ -20,7 +20,7 @@ export interface DebianBuildOptions {
 }
 
 /** Version of the recipe below. Bump it whenever the image contents change, so cached images are rebuilt. */
-export const debianImageVersion = 'bookworm-1';
+export const debianImageVersion = 'bookworm-2';
 
 export const debianSuite = 'bookworm';
 

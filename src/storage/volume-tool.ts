@@ -30,8 +30,11 @@ export interface VolumeTool {
   check(file: string, onSpawn?: (pid: number) => void): Promise<void>;
   /** Checks without changing anything; returns whether the filesystem is clean. */
   isClean(file: string): Promise<boolean>;
-  /** Grows the filesystem to fill its file, saving overwritten blocks to undoFile first. */
-  growFilesystem(file: string, options: { undoFile: string; onSpawn?: (pid: number) => void }): Promise<void>;
+  /**
+   * Grows the filesystem to fill its file. With `undoFile`, blocks it overwrites are saved there
+   * first, except on filesystems with blocks under 2 KiB (see the implementation).
+   */
+  growFilesystem(file: string, options: { undoFile?: string; onSpawn?: (pid: number) => void }): Promise<void>;
   /** Restores the blocks an interrupted grow overwrote. */
   undo(undoFile: string, file: string): Promise<void>;
   filesystemInfo(file: string): Promise<FilesystemInfo>;
@@ -91,9 +94,16 @@ export class Ext4VolumeTool implements VolumeTool {
     }
   }
 
-  async growFilesystem(file: string, options: { undoFile: string; onSpawn?: (pid: number) => void }): Promise<void> {
-    await fs.rm(options.undoFile, { force: true });
-    await this.runner.run(['resize2fs', '-z', options.undoFile, file], { onSpawn: options.onSpawn });
+  async growFilesystem(file: string, options: { undoFile?: string; onSpawn?: (pid: number) => void }): Promise<void> {
+    const argv = ['resize2fs'];
+    if (options.undoFile) {
+      await fs.rm(options.undoFile, { force: true });
+      // NOTE: resize2fs -z of e2fsprogs 1.47.0 leaves an invalid resize inode on 1 KiB-block
+      // filesystems (images under 512 MiB made by others), so those grow without an undo file
+      // and an interrupted grow of one can only be checked, not undone.
+      if ((await this.filesystemInfo(file)).blockSize >= 2048) argv.push('-z', options.undoFile);
+    }
+    await this.runner.run([...argv, file], { onSpawn: options.onSpawn });
   }
 
   async undo(undoFile: string, file: string): Promise<void> {

@@ -91,10 +91,10 @@ export class FakeVolumeTool implements VolumeTool {
     return this.require('isClean', file).clean && !this.failingChecks.has(file);
   }
 
-  async growFilesystem(file: string, options: { undoFile: string; onSpawn?: (pid: number) => void }): Promise<void> {
+  async growFilesystem(file: string, options: { undoFile?: string; onSpawn?: (pid: number) => void }): Promise<void> {
     await this.enter('growFilesystem', [file, options.undoFile]);
     const entry = this.require('growFilesystem', file);
-    this.files.set(options.undoFile, { size: blockSize, filesystemBytes: entry.filesystemBytes, clean: true });
+    if (options.undoFile) this.files.set(options.undoFile, { size: blockSize, filesystemBytes: entry.filesystemBytes, clean: true });
     options.onSpawn?.(4243);
     entry.filesystemBytes = entry.size;
   }
