@@ -14,6 +14,7 @@ import os from 'node:os';
 import { ensureTestImage } from '../test/helpers/host.js';
 import { loadAverage } from './measure.js';
 import { formatTable, type Row } from './report.js';
+import { exposeUnexpose, exposedPortThroughput } from './network-figures.js';
 import { runCleanups } from './setup.js';
 import { deployToSsh, rootVolumeAllocation, vmList50 } from './vm-figures.js';
 import { volumeCreate2g, volumeList1000, volumeResize5gTo10g } from './volume-figures.js';
@@ -36,6 +37,9 @@ const figures: readonly Figure[] = [
   { name: 'volume-create-2g', defaultRounds: 10, needsImage: false, run: volumeCreate2g },
   { name: 'volume-resize-5g-10g', defaultRounds: 10, needsImage: false, run: volumeResize5gTo10g },
   { name: 'volume-list-1000', defaultRounds: 10, needsImage: false, run: volumeList1000 },
+  { name: 'expose-unexpose', defaultRounds: 10, needsImage: true, run: exposeUnexpose },
+  // Each round streams 32 MiB over three paths through sshd in a TCG guest.
+  { name: 'exposed-port-throughput', defaultRounds: 5, needsImage: true, run: exposedPortThroughput },
 ];
 
 interface Options {
