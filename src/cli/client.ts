@@ -2,7 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { SistemoError, isErrorCode, type ErrorCode } from '../errors.js';
 
-/** Where the CLI finds the daemon: the Unix socket in the data directory, or SISTEMO_DAEMON_URL. */
+/** The daemon address the CLI connects to: the Unix socket in the data directory, or SISTEMO_DAEMON_URL. */
 export type DaemonAddress = { kind: 'socket'; path: string } | { kind: 'url'; origin: string };
 
 /**
@@ -14,7 +14,8 @@ export function parseDaemonUrl(text: string): DaemonAddress {
   try {
     url = new URL(text);
   } catch {
-    throw new SistemoError('invalid_argument', `Invalid SISTEMO_DAEMON_URL "${text}": use http://HOST:PORT, such as http://127.0.0.1:7777`);
+    const masked = text.replace(/\/\/[^/@]*@/, '//***@');
+    throw new SistemoError('invalid_argument', `Invalid SISTEMO_DAEMON_URL "${masked}": use http://HOST:PORT, such as http://127.0.0.1:7777`);
   }
   // The URL is shown without credentials, so a password never reaches a terminal or log.
   const shown = url.username || url.password ? `${url.protocol}//***@${url.host}` : text;

@@ -74,7 +74,7 @@ function sendError(reply: FastifyReply, error: SistemoError): FastifyReply {
 }
 
 /**
- * Answers a long operation. With `Accept: application/x-ndjson` the client gets progress lines
+ * Sends the outcome of a long operation. With `Accept: application/x-ndjson` the client gets progress lines
  * as they happen and then one result or error line; otherwise one JSON document at the end.
  */
 async function answerWithProgress<T>(

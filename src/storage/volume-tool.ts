@@ -99,8 +99,8 @@ export class Ext4VolumeTool implements VolumeTool {
     if (options.undoFile) {
       await fs.rm(options.undoFile, { force: true });
       // NOTE: resize2fs -z of e2fsprogs 1.47.0 leaves an invalid resize inode on 1 KiB-block
-      // filesystems (images under 512 MiB made by others), so those grow without an undo file
-      // and an interrupted grow of one can only be checked, not undone.
+      // filesystems, such as images under 512 MiB made elsewhere. Those grow without an undo
+      // file, so an interrupted grow of one can only be checked, not undone.
       if ((await this.filesystemInfo(file)).blockSize >= 2048) argv.push('-z', options.undoFile);
     }
     await this.runner.run([...argv, file], { onSpawn: options.onSpawn });
