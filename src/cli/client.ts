@@ -22,7 +22,7 @@ export function parseDaemonUrl(text: string): DaemonAddress {
   const afterAuthority = text.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i, '');
   const problem =
     url.protocol !== 'http:' && url.protocol !== 'https:' ? 'the scheme must be http or https'
-      : url.username || url.password ? 'credentials are not allowed, use HOST_API_KEY'
+      : url.username || url.password ? 'credentials are not allowed (set HOST_API_KEY for the key)'
         : !url.hostname ? 'the host is missing'
           : afterAuthority.includes('?') ? `a query is not allowed`
             : afterAuthority.includes('#') ? 'a fragment is not allowed'
