@@ -168,6 +168,8 @@ export function loadConfig(configFile: string, env: NodeJS.ProcessEnv = process.
   for (const key of configKeys) {
     const envValue = env[envNameFor(key)];
     const entry = schema[key] as { parse: Parser<unknown>; fallback: unknown };
+    // A file value is validated even when the environment overrides it, so a bad file never hides.
+    if (key in fileValues) entry.parse(fileValues[key], key);
     if (envValue !== undefined && envValue !== '') {
       config[key] = entry.parse(envValue, key);
       sources[key] = 'env';
@@ -180,7 +182,13 @@ export function loadConfig(configFile: string, env: NodeJS.ProcessEnv = process.
     }
   }
   const result = config as unknown as Config;
-  if (result.default_vcpus > result.max_vcpus) result.default_vcpus = result.max_vcpus;
+  if (result.default_vcpus > result.max_vcpus) {
+    // The built-in default follows a lower max_vcpus; a value someone set is an error instead.
+    if (sources.default_vcpus !== 'default') {
+      throw invalid(`Invalid config default_vcpus ${result.default_vcpus}: it exceeds max_vcpus ${result.max_vcpus}, such as ${result.max_vcpus}`);
+    }
+    result.default_vcpus = result.max_vcpus;
+  }
   if (result.default_memory > result.max_memory) {
     throw invalid(`Invalid config default_memory ${formatSize(result.default_memory)}: it exceeds max_memory ${formatSize(result.max_memory)}`);
   }

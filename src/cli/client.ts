@@ -39,10 +39,19 @@ interface RawResponse {
   body: http.IncomingMessage;
 }
 
+/** The daemon went away mid-request; the operation may have finished or will be recovered. */
+function lostConnection(): SistemoError {
+  return new SistemoError('unavailable', 'Lost the connection to the daemon: the operation may have finished, or the daemon finishes or undoes it when it starts again, see sistemo history');
+}
+
 async function readAll(body: http.IncomingMessage): Promise<string> {
   let text = '';
   body.setEncoding('utf8');
-  for await (const chunk of body) text += chunk as string;
+  try {
+    for await (const chunk of body) text += chunk as string;
+  } catch {
+    throw lostConnection();
+  }
   return text;
 }
 
@@ -72,6 +81,10 @@ export class ApiClient {
         : (this.address.origin.startsWith('https:') ? https : http).request(new URL(path, this.address.origin), { method, headers }, onResponse);
       request.on('error', (error: NodeJS.ErrnoException) => {
         const code = error.code;
+        if (code === 'ECONNRESET' || error.message === 'socket hang up') {
+          reject(lostConnection());
+          return;
+        }
         const hint = code === 'EACCES' ? 'permission denied, run the CLI as root'
           : code === 'ENOENT' || code === 'ECONNREFUSED' ? 'start it with sudo sistemo up'
             : error.message;
@@ -95,7 +108,14 @@ export class ApiClient {
     let buffer = '';
     let outcome: { type: string; result?: T; status?: number; error?: { code: string; message: string } } | undefined;
     response.body.setEncoding('utf8');
-    for await (const chunk of response.body) {
+    const chunks = (async function* () {
+      try {
+        for await (const chunk of response.body) yield chunk as string;
+      } catch {
+        throw lostConnection();
+      }
+    })();
+    for await (const chunk of chunks) {
       buffer += chunk as string;
       let newline = buffer.indexOf('\n');
       while (newline >= 0) {
@@ -108,7 +128,7 @@ export class ApiClient {
         else outcome = message;
       }
     }
-    if (!outcome) throw new SistemoError('unavailable', 'The daemon closed the connection before the operation finished: see sistemo history and the daemon log');
+    if (!outcome) throw lostConnection();
     if (outcome.type === 'error') {
       const code: ErrorCode = isErrorCode(outcome.error?.code) ? outcome.error.code : 'internal';
       throw new SistemoError(code, outcome.error?.message ?? 'The operation failed');

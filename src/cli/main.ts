@@ -15,6 +15,7 @@ export function buildProgram(setExitCode: (code: number) => void): Command {
     .description('VMs with first-class volumes on one Linux host')
     .version('0.5.0')
     .addOption(new Option('-o, --output <format>', 'output format for list, status, show and history').choices(['table', 'json']))
+    .option('-y, --yes', 'answer yes to confirmation prompts (also accepted after the command)')
     .option('--data-dir <dir>', 'data directory (default ~/.sistemo of the invoking user, or SISTEMO_DATA_DIR)')
     // Usage errors stay one line: no help text or suggestion after them.
     .showSuggestionAfterError(false)

@@ -7,6 +7,7 @@ import { ApiClient, parseDaemonUrl } from './client.js';
 import type { OutputFormat } from './output.js';
 
 interface GlobalOptions {
+  yes?: boolean;
   output?: string;
   dataDir?: string;
 }
@@ -50,8 +51,8 @@ export async function withClient<T>(command: Command, work: (client: ApiClient) 
  * Asks before a destructive action. Without a terminal on stdin there is nobody to ask, so it
  * refuses (exit 1) instead of deleting or waiting forever; `-y` skips the question.
  */
-export async function confirm(question: string, yes: boolean | undefined): Promise<void> {
-  if (yes) return;
+export async function confirm(question: string, yes: boolean | undefined, command?: Command): Promise<void> {
+  if (yes || (command && globals(command).yes)) return;
   if (!process.stdin.isTTY) {
     throw new SistemoError('wrong_state', `Refusing to continue without confirmation: stdin is not a terminal, pass -y to confirm (${question})`);
   }

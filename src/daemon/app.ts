@@ -7,7 +7,7 @@ import type { Context, Progress } from '../domain/context.js';
 import { deleteVm, deployVm, getVm, restartVm, sshTarget, startVm, stopVm } from '../domain/vms.js';
 import { attachVolume, createVolume, deleteVolume, detachVolume, listVolumes, resizeVolume, showVolume } from '../domain/volumes.js';
 import { createNetwork, deleteNetwork, exposePort, listNetworks, listVmDetails, unexposePort } from '../domain/networks.js';
-import type { ReconcileReport } from '../domain/recovery.js';
+import { reconcile, type ReconcileReport } from '../domain/recovery.js';
 import type { AcceleratorChoice } from '../engine/accelerator.js';
 import { RateLimiter } from './rate-limit.js';
 import {
@@ -19,6 +19,8 @@ export const apiVersion = '0.5.0';
 
 /** Daemon facts the API reports besides the domain state. */
 export interface DaemonInfo {
+  /** False while the daemon recovers interrupted operations at start; requests get 503 then. */
+  ready(): boolean;
   lastReconcile(): ReconcileReport | undefined;
   accelerator(): Promise<AcceleratorChoice | undefined>;
   /** Counts requests that change state, so shutdown can wait for them. */
@@ -58,6 +60,16 @@ function presentedKey(request: FastifyRequest): string | undefined {
 function actorOf(request: FastifyRequest): string {
   const address = request.socket.remoteAddress;
   return address === undefined ? 'local' : isLocalAddress(address) ? `local:${address}` : `remote:${address}`;
+}
+
+/** Turns the first schema violation into a sentence that names the field. */
+function describeValidation(validation: unknown, fallback: string | undefined): string {
+  const first = Array.isArray(validation) ? (validation[0] as { instancePath?: string; keyword?: string; message?: string; params?: Record<string, unknown> } | undefined) : undefined;
+  if (!first) return fallback ?? 'bad input';
+  const field = (first.instancePath ?? '').replace(/^\//, '').replaceAll('/', '.');
+  if (first.keyword === 'additionalProperties') return `unknown field "${String(first.params?.additionalProperty)}"`;
+  if (first.keyword === 'required') return `missing field "${String(first.params?.missingProperty)}"`;
+  return `field "${field || 'body'}" ${first.message ?? 'is invalid'}`;
 }
 
 /** Sets the headers every response carries, errors included. */
@@ -149,6 +161,10 @@ export async function buildApp(context: Context, info: DaemonInfo, options: { lo
   app.addSchema(ErrorBody);
 
   app.addHook('onRequest', async (request, reply) => {
+    if (!info.ready()) {
+      reply.header('retry-after', '2');
+      return sendError(reply, new SistemoError('unavailable', 'The daemon is starting and finishing operations interrupted by its last stop: try again in a few seconds'));
+    }
     const wait = limiter.take(clientKey(request));
     if (wait > 0) {
       reply.header('retry-after', String(wait));
@@ -172,7 +188,7 @@ export async function buildApp(context: Context, info: DaemonInfo, options: { lo
     if (error instanceof SistemoError) return sendError(reply, error);
     const fastifyError = error as { validation?: unknown; statusCode?: number; code?: string; message?: string };
     if (fastifyError.validation) {
-      return sendError(reply, new SistemoError('invalid_argument', `Invalid request: ${fastifyError.message ?? 'bad input'}`));
+      return sendError(reply, new SistemoError('invalid_argument', `Invalid request: ${describeValidation(fastifyError.validation, fastifyError.message)}`));
     }
     if (fastifyError.statusCode && fastifyError.statusCode >= 400 && fastifyError.statusCode < 500) {
       const code = fastifyError.statusCode === 404 ? 'not_found' : 'invalid_argument';
@@ -281,7 +297,8 @@ export async function buildApp(context: Context, info: DaemonInfo, options: { lo
 
   app.get('/api/v1/doctor', async () => ({
     accelerator: (await info.accelerator()) ?? null,
-    reconciler: info.lastReconcile() ?? null,
+    // A fresh run, so a volume file that went missing a moment ago shows up now.
+    reconciler: info.ready() ? await reconcile(context) : info.lastReconcile() ?? null,
     data_dir: context.paths.root,
     free_bytes: await context.volumes.freeBytes(context.paths.root),
   }));

@@ -99,12 +99,11 @@ export async function runDaemon(options: { dataDir: string }): Promise<number> {
   const context = await createContext(paths, config, log);
   await context.network.ensureBridge(context.bridge, context.subnet);
 
-  await recoverOperations(context);
-  let lastReport: ReconcileReport | undefined = await reconcile(context);
-  // After recovery, so that exposures follow the VM states it settled.
-  await restoreHostNetwork(context);
+  let lastReport: ReconcileReport | undefined;
+  let recovered = false;
   const inFlight = { count: 0 };
   const app = await buildApp(context, {
+    ready: () => recovered,
     lastReconcile: () => lastReport,
     accelerator: async () => {
       const kernel = `${paths.imageDir('debian')}/vmlinuz`;
@@ -122,6 +121,15 @@ export async function runDaemon(options: { dataDir: string }): Promise<number> {
   await fs.chmod(paths.socket, 0o600);
   await app.listen({ port: config.port, host: config.listen_address });
   log.info({ socket: paths.socket, http: `${config.listen_address}:${config.port}` }, 'daemon listening');
+
+  // Recovery can wait for a VM to power off, so the daemon listens first and answers 503
+  // until it is done; clients get a clear message instead of a socket that does not answer.
+  await recoverOperations(context);
+  lastReport = await reconcile(context);
+  // After recovery, so that exposures follow the VM states it settled.
+  await restoreHostNetwork(context);
+  recovered = true;
+  log.info({}, 'daemon ready');
 
   let reconciling = false;
   const reconcileTimer = setInterval(() => {

@@ -90,7 +90,11 @@ function checkAttachable(context: Context, name: string, vmName: string): Volume
   const volume = requireVolume(context, name);
   if (volume.vm_id) {
     const owner = context.store.getVmById(volume.vm_id);
-    throw conflict(`Cannot attach volume "${name}" to VM "${vmName}": it is attached to VM "${owner?.name ?? volume.vm_id}", detach it first`);
+    const ownerName = owner?.name ?? volume.vm_id;
+    if (volume.role === 'boot') {
+      throw conflict(`Cannot use volume "${name}" for VM "${vmName}": it is the root volume of VM "${ownerName}", delete that VM with --preserve-storage first`);
+    }
+    throw conflict(`Cannot use volume "${name}" for VM "${vmName}": it is attached to VM "${ownerName}", detach it first with sistemo vm volume detach ${ownerName} ${name}`);
   }
   if (volume.state !== 'ready') throw wrongState(`Cannot attach volume "${name}": it is ${volume.state}`);
   return volume;
@@ -169,8 +173,10 @@ function checkNamesFree(context: Context, name: string): void {
   const existing = context.store.findVolume(volumeName);
   if (existing) {
     const how = existing.vm_id
-      ? `it is attached to another VM`
-      : `boot it with sistemo vm deploy --volume ${volumeName} --name ${name}, or delete it with sistemo volume delete ${volumeName}`;
+      ? `it is attached to another VM, choose another name`
+      : existing.type === 'root'
+        ? `boot it with sistemo vm deploy --volume ${volumeName} --name ${name}, or delete it with sistemo volume delete ${volumeName}`
+        : `it is a data volume, choose another VM name or delete it with sistemo volume delete ${volumeName}`;
     throw conflict(`Cannot deploy VM "${name}": volume "${volumeName}" already exists: ${how}`);
   }
 }

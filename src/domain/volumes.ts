@@ -112,6 +112,9 @@ export async function resizeVolume(context: Context, name: string, sizeText: str
     const file = context.paths.volumeFile(volume.id);
     let operation: Operation | undefined;
     try {
+      if (!(await context.volumes.exists(file))) {
+        throw wrongState(`Cannot resize volume "${name}": its file ${file} is missing, see sistemo doctor`);
+      }
       // The real file size decides, not the recorded one: the file is what the guest will see.
       const oldSize = await context.volumes.fileSize(file);
       details.before_bytes = oldSize;
@@ -233,15 +236,15 @@ export async function attachVolume(context: Context, vmName: string, volumeName:
     const { operation, volume } = context.store.transaction(() => {
       const vm = requireVm(context, vmName);
       const row = requireVolume(context, volumeName);
-      if (vm.status !== 'stopped') {
-        throw wrongState(`Cannot attach volume "${volumeName}": VM "${vmName}" is ${vm.status}, stop it first with sistemo vm stop ${vmName}`);
-      }
       if (row.vm_id === vm.id) throw conflict(`Cannot attach volume "${volumeName}": it is already attached to VM "${vmName}"`);
       if (row.vm_id) {
         const owner = context.store.getVmById(row.vm_id);
         throw conflict(`Cannot attach volume "${volumeName}" to VM "${vmName}": it is attached to VM "${owner?.name}", detach it first with sistemo vm volume detach ${owner?.name} ${volumeName}`);
       }
       if (row.state !== 'ready') throw conflict(`Cannot attach volume "${volumeName}": it is ${row.state}`);
+      if (vm.status !== 'stopped') {
+        throw wrongState(`Cannot attach volume "${volumeName}": VM "${vmName}" is ${vm.status}, stop it first with sistemo vm stop ${vmName}`);
+      }
       const dataCount = context.store.volumesOfVm(vm.id).filter((volume) => volume.role === 'data').length;
       if (dataCount >= maxDataVolumesPerVm) throw conflict(`Cannot attach volume "${volumeName}": VM "${vmName}" has the maximum of ${maxDataVolumesPerVm} data volumes`);
       return { operation: Operation.begin(context, 'attach', { vmId: vm.id, volumeId: row.id }, {}), volume: row };

@@ -50,9 +50,19 @@ describe('loadConfig defaults', () => {
     assert.ok(config.default_vcpus <= config.max_vcpus);
   });
 
-  test('loadConfig caps default_vcpus at a lower max_vcpus', () => {
-    const { config } = loadConfig(missingFile, { SISTEMO_MAX_VCPUS: '1', SISTEMO_DEFAULT_VCPUS: '2' });
+  test('loadConfig caps the built-in default_vcpus', () => {
+    const { config } = loadConfig(missingFile, { SISTEMO_MAX_VCPUS: '1' });
     assert.equal(config.default_vcpus, 1);
+  });
+
+  test('loadConfig rejects a set default_vcpus over max', () => {
+    assert.throws(() => loadConfig(missingFile, { SISTEMO_MAX_VCPUS: '1', SISTEMO_DEFAULT_VCPUS: '2' }), /default_vcpus 2: it exceeds max_vcpus 1/);
+  });
+
+  test('loadConfig validates a file value the environment overrides', async () => {
+    await withConfigFile('nat: yes\n', (file) => {
+      assert.throws(() => loadConfig(file, { SISTEMO_NAT: 'false' }), /Invalid config nat "yes"/);
+    });
   });
 
   test('loadConfig accepts an empty file', async () => {

@@ -3,8 +3,8 @@ import { SistemoError } from '../../errors.js';
 import { printLine } from '../output.js';
 import { withClient } from '../shared.js';
 
-const groups = 'up vm machine volume image history doctor config service completion';
-const vmVerbs = 'deploy list ls status show start stop restart delete rm ssh exec volume';
+const groups = 'up vm machine volume network image history doctor config service completion';
+const vmVerbs = 'deploy list ls status show start stop restart delete rm ssh exec expose unexpose volume';
 const volumeVerbs = 'create list ls show status resize delete rm';
 
 /** Shell scripts that complete commands, and VM and volume names from the running daemon. */

@@ -72,7 +72,8 @@ export function doctorCommand(setExitCode: (code: number) => void): Command {
 }
 
 export function configCommand(): Command {
-  return new Command('config').description('show the effective configuration and where each value comes from')
+  return new Command('config')
+    .description('show the configuration that config.yml and this shell\'s environment give, and where each value comes from (a daemon started with other variables differs)')
     .action(async (_options: unknown, command: Command) => {
       // Loaded on demand, so the YAML parser does not slow down every other command.
       const { configKeys, envNameFor, loadConfig, configHelp } = await import('../../config.js');

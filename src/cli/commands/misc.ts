@@ -15,6 +15,11 @@ export function upCommand(setExitCode: (code: number) => void): Command {
     });
 }
 
+/** Cuts long values so one rejected 300-character name does not widen every later table; -o json keeps them whole. */
+function shorten(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 3)}...` : text;
+}
+
 export function historyCommand(): Command {
   return new Command('history').description('show the audit log, newest first')
     .option('--limit <n>', 'how many entries (default 50)')
@@ -31,7 +36,7 @@ export function historyCommand(): Command {
       const entries = await withClient(command, (client) => client.call<AuditEntry[]>('GET', `/api/v1/history?${query.toString()}`));
       if (outputFormat(command) === 'json') return printJson(entries);
       printTable(['TIME', 'ACTOR', 'ACTION', 'TARGET', 'RESULT', 'ERROR'],
-        entries.map((entry) => [entry.time, entry.actor, entry.action, entry.target, entry.result, entry.error ?? '-']));
+        entries.map((entry) => [entry.time, entry.actor, entry.action, shorten(entry.target, 40), entry.result, shorten(entry.error ?? '-', 120)]));
     });
 }
 

@@ -129,7 +129,7 @@ export function vmCommand(setExitCode: (code: number) => void): Command {
     .option('-y, --yes', 'do not ask for confirmation')
     .action(async (name: string, options: { preserveStorage?: boolean; yes?: boolean }, command: Command) => {
       const what = options.preserveStorage ? 'keeping its root volume' : 'and its root volume';
-      await confirm(`Delete VM "${name}" ${what}?`, options.yes);
+      await confirm(`Delete VM "${name}" ${what}?`, options.yes, command);
       const query = options.preserveStorage ? '?preserve_storage=true' : '';
       await withClient(command, (client) => client.call('DELETE', `/api/v1/vms/${segment(name)}${query}`));
       printLine(`VM ${name} deleted${options.preserveStorage ? '; its root volume is kept' : ''}`);

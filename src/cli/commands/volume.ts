@@ -49,7 +49,7 @@ export function volumeCommand(): Command {
   volume.command('delete').alias('rm').description('delete a detached volume and its data').argument('<volume>')
     .option('-y, --yes', 'do not ask for confirmation')
     .action(async (name: string, options: { yes?: boolean }, command: Command) => {
-      await confirm(`Delete volume "${name}" and all data on it?`, options.yes);
+      await confirm(`Delete volume "${name}" and all data on it?`, options.yes, command);
       await withClient(command, (client) => client.call('DELETE', `/api/v1/volumes/${segment(name)}`));
       printLine(`Volume ${name} deleted`);
     });
