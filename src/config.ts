@@ -149,7 +149,8 @@ export function loadConfig(configFile: string, env: NodeJS.ProcessEnv = process.
     try {
       parsed = parseYaml(content);
     } catch (error) {
-      throw invalid(`Invalid config file "${configFile}": ${(error as Error).message.split('\n')[0]}`);
+      const detail = ((error as Error).message.split('\n')[0] ?? '').replace(/:$/, '');
+      throw invalid(`Invalid config file "${configFile}": ${detail}`);
     }
     if (parsed !== null && parsed !== undefined) {
       if (typeof parsed !== 'object' || Array.isArray(parsed)) {

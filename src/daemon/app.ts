@@ -126,9 +126,8 @@ export async function buildApp(context: Context, info: DaemonInfo, options: { lo
     logger: options.logger ?? false,
     bodyLimit: bodyLimitBytes,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
-    disableRequestLogging: true,
     // Names are validated by the domain with a clear message, so long ones must reach it.
-    maxParamLength: 1024,
+    routerOptions: { maxParamLength: 1024 },
     // Errors Fastify raises before routing (a bad percent-encoding) get the API's error shape.
     frameworkErrors: (error, _request, reply: FastifyReply) => {
       // These replies skip the onSend hook, so the headers are set here.

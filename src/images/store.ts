@@ -1,4 +1,4 @@
-import { promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { CommandError, invalid, notFound } from '../errors.js';
 import type { DataPaths } from '../paths.js';
@@ -108,6 +108,9 @@ export class ImageStore {
     }
     if (/^https?:\/\//i.test(reference)) {
       throw invalid(`Unsupported image "${reference}": downloading images is not supported yet, download it and pass the .ext4 file`);
+    }
+    if (path.isAbsolute(reference) && !reference.endsWith('.ext4') && existsSync(reference)) {
+      throw invalid(`Invalid image "${reference}": a local image must be an ext4 file whose name ends in .ext4`);
     }
     if (!path.isAbsolute(reference) || !reference.endsWith('.ext4')) {
       throw notFound(`Image "${reference}" not found: use debian or the path of a local .ext4 file`);

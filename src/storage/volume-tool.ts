@@ -52,6 +52,8 @@ export class Ext4VolumeTool implements VolumeTool {
   async copySparse(source: string, target: string): Promise<void> {
     // cp keeps holes (and reflinks where the filesystem can), so a copy allocates what the image does.
     await this.runner.run(['cp', '--sparse=always', '--reflink=auto', '--', source, target]);
+    // cp keeps the image's mode; volume files are readable by root only, like created ones.
+    await fs.chmod(target, 0o600);
   }
 
   async createFilesystem(file: string, sizeBytes: number, label: string): Promise<void> {
