@@ -5,6 +5,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { buildBusyboxImage } from '../../src/images/busybox.js';
 import { ProcessRunner } from '../../src/system/runner.js';
+import { ensureTestImage } from '../helpers/host.js';
 
 const runner = new ProcessRunner();
 
@@ -47,10 +48,13 @@ describe('busybox image', () => {
   });
 });
 
-const debianImageDir = process.env.SISTEMO_TEST_DEBIAN_IMAGE_DIR;
+describe('debian image', () => {
+  // SISTEMO_TEST_DEBIAN_IMAGE_DIR checks another build; by default the shared test image is built and checked.
+  let dir = '';
 
-describe('debian image', { skip: debianImageDir ? false : 'SISTEMO_TEST_DEBIAN_IMAGE_DIR is not set' }, () => {
-  const dir = debianImageDir ?? '';
+  before(async () => {
+    dir = process.env.SISTEMO_TEST_DEBIAN_IMAGE_DIR ?? await ensureTestImage();
+  });
 
   it('debian image has kernel, initrd and rootfs', async () => {
     for (const name of ['rootfs.ext4', 'vmlinuz', 'initrd.img']) {

@@ -8,10 +8,12 @@ import { chooseAccelerator, type AcceleratorChoice } from '../../src/engine/acce
 import { QemuEngine, isAlive } from '../../src/engine/engine.js';
 import { QmpError, qmpCommand } from '../../src/engine/qmp.js';
 import { ProcessRunner, type CommandRunner, type RunOptions, type RunResult } from '../../src/system/runner.js';
+import { ensureTestImage, testImageCache } from '../helpers/host.js';
 
 const runner = new ProcessRunner();
 const netns = `smt-qemu-${process.pid.toString(36)}`;
-const devKernel = '/var/tmp/sistemo-image-dev/vmlinuz';
+// The debian image's kernel, from the test image that ensureTestImage builds once per machine.
+const devKernel = path.join(testImageCache, 'vmlinuz');
 
 /** Runs every command inside the test's network namespace, so QEMU has no access to the host network. */
 class NetnsRunner implements CommandRunner {
@@ -162,12 +164,13 @@ describe('chooseAccelerator', () => {
     assert.equal(existsSync(path.join(dir, 'unused.json')), false);
   });
 
-  describe('auto setting', { skip: existsSync(devKernel) ? false : `${devKernel} is missing: build the debian image first` }, () => {
+  describe('auto setting', () => {
     const cacheFile = () => path.join(dir, 'accelerator.json');
     let first: AcceleratorChoice;
     let probeMs: number;
 
     before(async () => {
+      await ensureTestImage();
       const started = Date.now();
       first = await chooseAccelerator({ setting: 'auto', kernel: devKernel, cacheFile: cacheFile(), runner: nsRunner });
       probeMs = Date.now() - started;
