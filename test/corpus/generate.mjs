@@ -496,9 +496,13 @@ for (const [kind, build] of Object.entries(cliNameCommands)) {
     addCli(`cli-name-${kind}-${index}`, { args: build(name), expectExit: cliNamesVmFirst.has(kind) ? 1 : 2 });
   });
 }
-for (const [kind, args] of Object.entries({ status: ['vm', 'status', 'ghost'], show: ['volume', 'show', 'ghost'], resize: ['volume', 'resize', 'ghost', '5G'], attach: ['vm', 'volume', 'attach', 'ghost', 'data-1'], deployPasswd: ['vm', 'deploy', '/etc/passwd', '--name', 'hostile-cli'], deployRelative: ['vm', 'deploy', '../../etc/passwd', '--name', 'hostile-cli'] })) {
+for (const [kind, args] of Object.entries({ status: ['vm', 'status', 'ghost'], show: ['volume', 'show', 'ghost'], resize: ['volume', 'resize', 'ghost', '5G'], attach: ['vm', 'volume', 'attach', 'ghost', 'data-1'] })) {
   addCli(`cli-missing-${kind}`, { args, expectExit: 1 });
 }
+// A file that exists but is no .ext4 image is bad input (exit 2), not a missing image. A
+// relative traversal path is not listed here: what it resolves to depends on the checkout's
+// folder, and the HTTP corpus sends relative image paths directly.
+addCli('cli-invalid-deployPasswd', { args: ['vm', 'deploy', '/etc/passwd', '--name', 'hostile-cli'], expectExit: 2 });
 
 // Known bugs: an entry that fails today gets `todo` with the reason, and the test marks it as
 // todo. None is open now.
