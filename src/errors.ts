@@ -23,7 +23,7 @@ const httpStatusByCode: Record<ErrorCode, number> = {
   internal: 500,
 };
 
-/** Returns the HTTP status that the API answers with for an error code. */
+/** Returns the HTTP status of API responses for an error code. */
 export function httpStatusFor(code: ErrorCode): number {
   return httpStatusByCode[code];
 }
@@ -63,8 +63,10 @@ export class CommandError extends Error {
 
   constructor(argv: readonly string[], exitCode: number | null, stderr: string, options: { cause?: unknown; signal?: string | null; timedOut?: boolean } = {}) {
     const tool = argv[0] ?? 'command';
-    const how = options.timedOut ? 'timed out' : options.signal ? `was killed by ${options.signal}` : `failed with exit code ${exitCode ?? 'none'}`;
-    super(`${tool} ${how}`, { cause: options.cause });
+    let outcome = `failed with exit code ${exitCode ?? 'none'}`;
+    if (options.signal) outcome = `was killed by ${options.signal}`;
+    if (options.timedOut) outcome = 'timed out';
+    super(`${tool} ${outcome}`, { cause: options.cause });
     this.signal = options.signal ?? null;
     this.timedOut = options.timedOut ?? false;
     this.name = 'CommandError';

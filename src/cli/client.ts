@@ -143,7 +143,7 @@ export class ApiClient {
 
 function errorFrom(status: number, text: string): SistemoError {
   let code: ErrorCode = status === 404 ? 'not_found' : status === 409 ? 'conflict' : status === 400 ? 'invalid_argument' : 'internal';
-  let message = `The daemon answered with HTTP ${status}`;
+  let message = `The daemon returned HTTP ${status}`;
   try {
     const parsed = JSON.parse(text) as { error?: { code?: string; message?: string } };
     if (isErrorCode(parsed.error?.code)) code = parsed.error.code;

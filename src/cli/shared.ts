@@ -48,8 +48,8 @@ export async function withClient<T>(command: Command, work: (client: ApiClient) 
 }
 
 /**
- * Asks before a destructive action. Without a terminal on stdin there is nobody to ask, so it
- * refuses (exit 1) instead of deleting or waiting forever; `-y` skips the question.
+ * Asks before a destructive action. Without a terminal on stdin no one can answer, so it
+ * rejects the action (exit 1) instead of deleting or waiting forever. `-y` skips the question.
  */
 export async function confirm(question: string, yes: boolean | undefined, command?: Command): Promise<void> {
   if (yes || (command && globals(command).yes)) return;

@@ -122,8 +122,8 @@ export async function runDaemon(options: { dataDir: string }): Promise<number> {
   await app.listen({ port: config.port, host: config.listen_address });
   log.info({ socket: paths.socket, http: `${config.listen_address}:${config.port}` }, 'daemon listening');
 
-  // Recovery can wait for a VM to power off, so the daemon listens first and answers 503
-  // until it is done; clients get a clear message instead of a socket that does not answer.
+  // Recovery can wait for a VM to power off, so the daemon listens first and returns 503
+  // until it is done. Clients then get a clear message instead of a connection that hangs.
   await recoverOperations(context);
   lastReport = await reconcile(context);
   // After recovery, so that exposures follow the VM states it settled.

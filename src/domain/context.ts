@@ -39,5 +39,5 @@ export interface Context {
 /** A progress callback for long operations; lines go to the client that asked. */
 export type Progress = (message: string) => void;
 
-/** Who asked for an operation, as the audit log records it. */
+/** The requester of an operation, as the audit log records it. */
 export type Actor = string;

@@ -1,6 +1,6 @@
 import { invalid } from '../errors.js';
 
-/** The longest name of a VM, volume or network: a DNS label, so a VM name is also a hostname. */
+/** The maximum name length of a VM, volume or network: a DNS label, so a VM name is also a hostname. */
 export const maxNameLength = 63;
 
 const namePattern = /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/;
@@ -39,7 +39,7 @@ export function validateVmName(name: string): string {
 }
 
 /**
- * Returns the virtio-blk serial of a data volume. A serial holds at most 20 bytes, so a longer
+ * Returns the virtio-blk serial of a data volume. A serial is at most 20 bytes, so a longer
  * name becomes its first 7 characters, `_` and the 12-character volume id. Names never contain
  * `_` and ids are unique, so a short form cannot equal another volume's name or short form.
  */

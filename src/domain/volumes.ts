@@ -199,7 +199,7 @@ export async function rollbackResize(context: Context, operationId: number, data
 /** Deletes a detached volume and its file. */
 export async function deleteVolume(context: Context, name: string, actor: Actor): Promise<void> {
   await audited(context, { actor, action: 'volume.delete', target: name }, async (details) => {
-    const operation = context.store.transaction(() => {
+    const { operation, volumeId } = context.store.transaction(() => {
       const volume = requireVolume(context, name);
       if (volume.vm_id) {
         const vm = context.store.getVmById(volume.vm_id);
@@ -211,10 +211,9 @@ export async function deleteVolume(context: Context, name: string, actor: Actor)
       if (!context.store.claimVolume(volume.id)) throw conflict(`Cannot delete volume "${name}": it is busy with another operation`);
       details.size_bytes = volume.size_bytes;
       details.type = volume.type;
-      return Operation.begin(context, 'volume.delete', { volumeId: volume.id }, { volumeId: volume.id });
+      return { operation: Operation.begin(context, 'volume.delete', { volumeId: volume.id }, { volumeId: volume.id }), volumeId: volume.id };
     });
     operation.step('recorded');
-    const volumeId = requireVolume(context, name).id;
     await finishVolumeDelete(context, operation.id, volumeId);
   });
 }
@@ -228,6 +227,31 @@ export async function finishVolumeDelete(context: Context, operationId: number, 
     context.store.deleteVolume(volumeId);
     context.store.finishOperation(operationId, 'done');
   });
+}
+
+/**
+ * Commits a recorded attach or detach. The VM and volume are checked again inside the commit
+ * transaction, because either may have changed since the operation was recorded.
+ */
+function commitAttachment(
+  context: Context,
+  operation: Operation,
+  change: { verb: 'attach' | 'detach'; vmName: string; volumeName: string; volumeId: string },
+): VolumeView {
+  const applied = context.store.transaction(() => {
+    const vm = requireVm(context, change.vmName);
+    if (vm.status !== 'stopped' || !context.store.claimVolume(change.volumeId)) return false;
+    if (change.verb === 'attach') context.store.setVolumeAttachment(change.volumeId, vm.id, 'data');
+    else context.store.setVolumeAttachment(change.volumeId, null, null);
+    context.store.setVolumeState(change.volumeId, 'ready');
+    operation.done();
+    return true;
+  });
+  if (!applied) {
+    operation.rolledBack('the VM or volume changed meanwhile');
+    throw conflict(`Cannot ${change.verb} volume "${change.volumeName}": VM "${change.vmName}" or the volume changed meanwhile, try again`);
+  }
+  return viewOf(context, change.volumeId);
 }
 
 /** Attaches a detached volume to a stopped VM as a data disk. */
@@ -250,19 +274,7 @@ export async function attachVolume(context: Context, vmName: string, volumeName:
       return { operation: Operation.begin(context, 'attach', { vmId: vm.id, volumeId: row.id }, {}), volume: row };
     });
     operation.step('recorded');
-    const applied = context.store.transaction(() => {
-      const vm = requireVm(context, vmName);
-      if (vm.status !== 'stopped' || !context.store.claimVolume(volume.id)) return false;
-      context.store.setVolumeAttachment(volume.id, vm.id, 'data');
-      context.store.setVolumeState(volume.id, 'ready');
-      operation.done();
-      return true;
-    });
-    if (!applied) {
-      operation.rolledBack('the VM or volume changed meanwhile');
-      throw conflict(`Cannot attach volume "${volumeName}": VM "${vmName}" or the volume changed meanwhile, try again`);
-    }
-    return viewOf(context, volume.id);
+    return commitAttachment(context, operation, { verb: 'attach', vmName, volumeName, volumeId: volume.id });
   });
 }
 
@@ -286,18 +298,6 @@ export async function detachVolume(context: Context, vmName: string, volumeName:
       return { operation: Operation.begin(context, 'detach', { vmId: vm.id, volumeId: row.id }, {}), volume: row };
     });
     operation.step('recorded');
-    const applied = context.store.transaction(() => {
-      const vm = requireVm(context, vmName);
-      if (vm.status !== 'stopped' || !context.store.claimVolume(volume.id)) return false;
-      context.store.setVolumeAttachment(volume.id, null, null);
-      context.store.setVolumeState(volume.id, 'ready');
-      operation.done();
-      return true;
-    });
-    if (!applied) {
-      operation.rolledBack('the VM or volume changed meanwhile');
-      throw conflict(`Cannot detach volume "${volumeName}": VM "${vmName}" or the volume changed meanwhile, try again`);
-    }
-    return viewOf(context, volume.id);
+    return commitAttachment(context, operation, { verb: 'detach', vmName, volumeName, volumeId: volume.id });
   });
 }

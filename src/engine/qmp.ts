@@ -1,6 +1,6 @@
 import net from 'node:net';
 
-/** A QMP command failed or the monitor did not answer in time. */
+/** A QMP command failed, or the monitor did not respond in time. */
 export class QmpError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);

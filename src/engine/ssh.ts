@@ -35,7 +35,7 @@ export async function waitForSsh(host: string, options: { timeoutMs: number; sti
   for (;;) {
     if (await sshBannerAnswers(host)) return;
     if (!(await options.stillRunning())) throw new Error('the VM process exited while booting');
-    if (Date.now() >= deadline) throw new Error(`sshd did not answer within ${Math.round(options.timeoutMs / 1000)} s`);
+    if (Date.now() >= deadline) throw new Error(`sshd did not respond within ${Math.round(options.timeoutMs / 1000)} s`);
     await sleep(250);
   }
 }

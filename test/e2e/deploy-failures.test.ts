@@ -24,7 +24,7 @@ test('failed deploys leave nothing behind', { timeout: 10 * 60_000 }, async (t) 
     await t.test('a boot that times out is rolled back', async () => {
       const result = await host.cli('vm', 'deploy', 'debian', '--name', 'slow');
       assert.equal(result.code, 1);
-      assert.match(result.stderr, /did not become ready: sshd did not answer within 1 s/);
+      assert.match(result.stderr, /did not become ready: sshd did not respond within 1 s/);
       assert.deepEqual(await leftovers(host), nothing);
       const history = JSON.parse(await host.ok('history', '--action', 'vm.deploy', '-o', 'json')) as { result: string }[];
       assert.equal(history[0]?.result, 'failed');

@@ -6,7 +6,7 @@ import { confirm, outputFormat, withClient } from '../shared.js';
 
 const segment = (name: string) => encodeURIComponent(name);
 
-/** The columns of `volume list`, exactly as the release documents them. */
+/** Returns the rows of `volume list`, in the columns the release documents. */
 export function volumeRows(volumes: readonly VolumeView[]): string[][] {
   return volumes.map((volume) => [volume.name, volume.size, volume.status, volume.attached_to ?? '-', volume.type]);
 }
