@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { Ext4VolumeTool, FilesystemCheckError } from '../../src/storage/volume-tool.js';
+import { Ext4VolumeTool, FilesystemCheckError, superblockBlockSize } from '../../src/storage/volume-tool.js';
 import { ProcessRunner } from '../../src/system/runner.js';
 
 const execFileAsync = promisify(execFile);
@@ -75,6 +75,17 @@ describe('Ext4VolumeTool', () => {
     assert.equal(check.exitCode, 0, check.output);
     const info = await tool.filesystemInfo(file);
     assert.equal(info.bytes, GiB);
+  });
+
+  it('superblock block size matches dumpe2fs', async () => {
+    for (const blockSize of [1024, 4096]) {
+      const file = path.join(dir, `blocks-${blockSize}.img`);
+      await writeFile(file, '');
+      await execFileAsync('truncate', ['-s', '64M', file]);
+      await execFileAsync('mkfs.ext4', ['-q', '-F', '-b', String(blockSize), file]);
+      assert.equal(await superblockBlockSize(file), blockSize);
+      assert.equal((await tool.filesystemInfo(file)).blockSize, blockSize);
+    }
   });
 
   it('createFilesystem rejects an existing file', async () => {
